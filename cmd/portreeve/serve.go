@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/portreeve/portreeve/policies"
+	portreevewebhook "github.com/portreeve/portreeve/webhook"
+	"github.com/portreeve/portreeve/webhook/review"
+)
+
+// serveOptions are the flags of `portreeve serve`; defaults match the chart.
+type serveOptions struct {
+	Kubeconfig          string
+	WebhookHost         string
+	WebhookPort         int
+	CertDir             string
+	TLSMinVersion       string
+	ConfigPath          string
+	ConfigPollInterval  time.Duration
+	MetricsBindAddress  string
+	HealthProbeAddress  string
+	Namespace           string
+	ExemptNamespaces    []string
+	CertMode            string
+	CertSecret          string
+	ServiceName         string
+	WebhookConfigName   string
+	CAValidity          time.Duration
+	CertValidity        time.Duration
+	CertRenewBefore     time.Duration
+	CertExtraDNSNames   []string
+	CertExtraIPs        []string
+	EnableHTTP2         bool
+	zap                 zap.Options
+}
+
+func newServeOptions() *serveOptions {
+	return &serveOptions{
+		WebhookPort:        9443,
+		CertDir:            "/certs",
+		TLSMinVersion:      "1.2",
+		ConfigPollInterval: 5 * time.Second,
+		MetricsBindAddress: ":8080",
+		HealthProbeAddress: ":8081",
+		Namespace:          os.Getenv("POD_NAMESPACE"),
+		CertMode:           "cert-manager",
+		CAValidity:         5 * 365 * 24 * time.Hour,
+		CertValidity:       365 * 24 * time.Hour,
+	}
+}
+
+func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook server binds to (default: all)")
+	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port of the webhook server")
+	fs.StringVar(&o.CertDir, "cert-dir", o.CertDir, "folder with tls.crt and tls.key (reloaded when they change)")
+	fs.StringVar(&o.TLSMinVersion, "tls-min-version", o.TLSMinVersion, "minimum TLS version: 1.2 or 1.3")
+	fs.StringVar(&o.ConfigPath, "config", o.ConfigPath, "policy configuration file (default: the built-in configuration); reloaded when it changes")
+	fs.DurationVar(&o.ConfigPollInterval, "config-poll-interval", o.ConfigPollInterval, "how often the configuration file is checked for changes")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "address of the metrics endpoint; 0 turns it off")
+	fs.StringVar(&o.HealthProbeAddress, "health-probe-bind-address", o.HealthProbeAddress, "address of /healthz and /readyz")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Portreeve's own namespace, never reviewed (default $POD_NAMESPACE)")
+	fs.StringSliceVar(&o.ExemptNamespaces, "exempt-namespaces", nil, "more namespaces that are never reviewed (kube-system and --namespace always are)")
+	fs.StringVar(&o.CertMode, "cert-mode", o.CertMode, "where the serving certificate comes from: self-signed (built-in rotator) or cert-manager (files mounted in --cert-dir by anyone)")
+	fs.StringVar(&o.CertSecret, "cert-secret", o.CertSecret, "self-signed mode: the Secret that stores the CA and the serving certificate")
+	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "self-signed mode: the webhook Service, whose DNS names the certificate covers")
+	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", o.WebhookConfigName, "self-signed mode: name of the validating and mutating webhook configurations to inject the CA into")
+	fs.DurationVar(&o.CAValidity, "ca-duration", o.CAValidity, "self-signed mode: CA lifetime")
+	fs.DurationVar(&o.CertValidity, "cert-duration", o.CertValidity, "self-signed mode: serving certificate lifetime")
+	fs.DurationVar(&o.CertRenewBefore, "renew-before", o.CertRenewBefore, "self-signed mode: renew this long before expiry (default: a third of the lifetime)")
+	fs.StringSliceVar(&o.CertExtraDNSNames, "cert-dns-names", nil, "self-signed mode: extra DNS names for the serving certificate")
+	fs.StringSliceVar(&o.CertExtraIPs, "cert-ip-addresses", nil, "self-signed mode: IP addresses for the serving certificate")
+	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: HTTP/2 rapid reset)")
+	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
+	o.zap.BindFlags(logFlags)
+	fs.AddGoFlagSet(logFlags)
+}
+
+func (o *serveOptions) validate() error {
+	var errs []error
+	if o.WebhookPort < 1 || o.WebhookPort > 65535 {
+		errs = append(errs, fmt.Errorf("--webhook-port must lie in 1-65535, got %d", o.WebhookPort))
+	}
+	if o.TLSMinVersion != "1.2" && o.TLSMinVersion != "1.3" {
+		errs = append(errs, fmt.Errorf("--tls-min-version must be 1.2 or 1.3, got %q", o.TLSMinVersion))
+	}
+	if o.ConfigPollInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--config-poll-interval must be at least 100ms"))
+	}
+	switch o.CertMode {
+	case "cert-manager":
+	case "self-signed":
+		for flag, v := range map[string]string{"--cert-secret": o.CertSecret, "--service-name": o.ServiceName, "--webhook-config-name": o.WebhookConfigName, "--namespace": o.Namespace} {
+			if v == "" {
+				errs = append(errs, fmt.Errorf("%s is required with --cert-mode=self-signed", flag))
+			}
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--cert-mode must be self-signed or cert-manager, got %q", o.CertMode))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *serveOptions) exempt() []string {
+	out := []string{"kube-system"}
+	if o.Namespace != "" {
+		out = append(out, o.Namespace)
+	}
+	for _, ns := range o.ExemptNamespaces {
+		if ns != "" && !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+func newServeCommand() *cobra.Command {
+	o := newServeOptions()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the validating (/validate) and mutating (/mutate) admission webhooks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+			return serve(ctrl.SetupSignalHandler(), o)
+		},
+	}
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+func restConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		return ctrl.GetConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", path)
+}
+
+func serve(ctx context.Context, o *serveOptions) error {
+	log := ctrl.Log.WithName("serve")
+	cfg, err := loadConfig(o.ConfigPath)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	engine, err := policies.New(ctx, policies.Options{Config: cfg})
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	reviewer := review.NewReviewer(engine)
+
+	restCfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	restCfg.UserAgent = "portreeve/" + version
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	tlsOpts := []func(*tls.Config){func(c *tls.Config) {
+		c.MinVersion = tls.VersionTLS12
+		if o.TLSMinVersion == "1.3" {
+			c.MinVersion = tls.VersionTLS13
+		}
+		if !o.EnableHTTP2 {
+			c.NextProtos = []string{"http/1.1"}
+		}
+	}}
+	server := webhook.NewServer(webhook.Options{
+		Host:    o.WebhookHost,
+		Port:    o.WebhookPort,
+		CertDir: o.CertDir,
+		TLSOpts: tlsOpts,
+	})
+	mgr, err := ctrl.NewManager(restCfg, manager.Options{
+		Scheme:                 scheme,
+		WebhookServer:          server,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress: o.HealthProbeAddress,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+
+	recorder, err := portreevewebhook.NewPrometheusRecorder(ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	namespaces := &cachedNamespaces{reader: mgr.GetClient()}
+	exempt := o.exempt()
+	server.Register("/validate", &webhook.Admission{Handler: &portreevewebhook.Handler{
+		Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
+	}})
+	server.Register("/mutate", &webhook.Admission{Handler: &portreevewebhook.Handler{
+		Mutating: true, Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
+	}})
+
+	watcher, err := newConfigWatcher(o.ConfigPath, o.ConfigPollInterval, reviewer, ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(watcher); err != nil {
+		return err
+	}
+	readyChecks := map[string]healthz.Checker{
+		"webhook-server": server.StartedChecker(),
+		"informers": func(req *http.Request) error {
+			if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+				return errors.New("informer caches not synced")
+			}
+			return nil
+		},
+		"config": watcher.ReadyCheck,
+	}
+	if err := setupCerts(mgr, o, readyChecks); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	for name, check := range readyChecks {
+		if err := mgr.AddReadyzCheck(name, check); err != nil {
+			return err
+		}
+	}
+	log.Info("starting", "version", version, "rules", len(engine.Rules()), "exemptNamespaces", strings.Join(exempt, ","))
+	return mgr.Start(ctx)
+}
+
+// cachedNamespaces reads namespace labels from the manager's cache (metadata only).
+type cachedNamespaces struct {
+	reader client.Reader
+}
+
+func (c *cachedNamespaces) NamespaceLabels(ctx context.Context, name string) (map[string]string, error) {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := c.reader.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		return nil, err
+	}
+	return ns.GetLabels(), nil
+}

@@ -1,0 +1,25 @@
+# METADATA
+# title: hostNetwork only where granted
+# description: A pod (or pod template) with hostNetwork true needs a grant with hostNetwork.
+# custom:
+#   id: host-network
+package portreeve.rules.host_network
+
+import data.portreeve.lib.grants
+import data.portreeve.lib.k8s
+
+deny contains v if {
+	k8s.host_network
+	not granted
+	expired := [g.name | some g in grants.expired_matching; g.hostNetwork]
+	v := {
+		"msg": sprintf("hostNetwork is not granted to %s%s", [grants.subject, grants.expiry_note(expired)]),
+		"field": k8s.pod_field("hostNetwork"),
+		"fix": "remove hostNetwork, or ask a cluster admin for a grant with hostNetwork: true",
+	}
+}
+
+granted if {
+	some g in grants.active
+	g.hostNetwork
+}

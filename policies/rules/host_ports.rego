@@ -1,0 +1,49 @@
+# METADATA
+# title: hostPorts only in granted ranges
+# description: |
+#   Every hostPort of every container (init, regular, ephemeral) must lie in a granted
+#   range for its protocol. On hostNetwork pods every containerPort is a hostPort.
+#   Rewrite mode removes a forbidden hostPort and keeps the containerPort.
+# custom:
+#   id: host-ports
+package portreeve.rules.host_ports
+
+import data.portreeve.lib.grants
+import data.portreeve.lib.k8s
+
+forbidden := [p |
+	some p in k8s.host_ports
+	not allowed(p)
+]
+
+deny contains v if {
+	some p in forbidden
+	expired := [g.name | some g in grants.expired_matching; k8s.in_ranges(p.port, p.protocol, g.hostPorts)]
+	v := {
+		"msg": sprintf("hostPort %d/%s of container %q is not in a range granted to %s (granted: %s)%s", [
+			p.port, p.protocol, p.container, grants.subject, granted_text, grants.expiry_note(expired),
+		]),
+		"field": p.field,
+		"fix": "drop the hostPort and expose the pod through a Service, or ask a cluster admin for a grant of this port",
+	}
+}
+
+# On a hostNetwork pod the port cannot be removed: the pod binds it anyway.
+rewrite contains op if {
+	not k8s.host_network
+	some p in forbidden
+	op := {
+		"op": "remove",
+		"path": p.pointer,
+		"reason": sprintf("hostPort %d/%s is not granted; the containerPort stays reachable inside the cluster", [
+			p.port, p.protocol,
+		]),
+	}
+}
+
+allowed(p) if {
+	some g in grants.active
+	k8s.in_ranges(p.port, p.protocol, g.hostPorts)
+}
+
+granted_text := k8s.ranges_text([r | some g in grants.active; some r in g.hostPorts])

@@ -1,0 +1,87 @@
+# METADATA
+# title: Ingress hosts only inside the namespace's granted domains
+# description: |
+#   Every host of an Ingress (rules and TLS) must lie in a domain granted to the
+#   namespace; "*.example.com" covers every name below example.com. A grant may also
+#   restrict the ingress classes. With no ingressDomains configured in any grant, hosts
+#   are not restricted, so a fresh install does not break Ingress.
+# custom:
+#   id: ingress-hosts
+package portreeve.rules.ingress_hosts
+
+import data.portreeve.lib.grants
+import data.portreeve.lib.k8s
+
+hosts := array.concat(
+	[h |
+		some i, rule in object.get(k8s.spec, "rules", [])
+		h := {"host": object.get(rule, "host", ""), "field": sprintf("spec.rules[%d].host", [i])}
+	],
+	[h |
+		some i, tls in object.get(k8s.spec, "tls", [])
+		some j, host in object.get(tls, "hosts", [])
+		h := {"host": host, "field": sprintf("spec.tls[%d].hosts[%d]", [i, j])}
+	],
+)
+
+deny contains v if {
+	k8s.is_ingress
+	data.portreeve.config.ingressDomainsConfigured
+	some h in hosts
+	h.host != ""
+	not host_allowed(h.host)
+	v := {
+		"msg": sprintf("host %q is not inside a domain granted to %s (granted: %s)", [h.host, grants.subject, domains_text]),
+		"field": h.field,
+		"fix": "use a host inside the granted domains, or ask a cluster admin for an ingressDomains grant",
+	}
+}
+
+deny contains v if {
+	k8s.is_ingress
+	data.portreeve.config.ingressDomainsConfigured
+	some h in hosts
+	h.host == ""
+	v := {
+		"msg": sprintf("a rule without host claims every host, which is not granted to %s", [grants.subject]),
+		"field": h.field,
+		"fix": "set a host inside the granted domains",
+	}
+}
+
+deny contains v if {
+	k8s.is_ingress
+	count(classes) > 0
+	not class in classes
+	v := {
+		"msg": sprintf("ingress class %q is not granted to %s (granted: %s)", [class, grants.subject, concat(", ", sort(classes))]),
+		"field": "spec.ingressClassName",
+		"fix": "set spec.ingressClassName to a granted class",
+	}
+}
+
+host_allowed(host) if {
+	some g in grants.active
+	some d in g.ingressDomains
+	covers(d, host)
+}
+
+# covers is true when domain d (example.com or *.example.com) covers host.
+covers(d, host) if d == host
+
+covers(d, host) if {
+	startswith(d, "*.")
+	endswith(host, substring(d, 1, -1))
+}
+
+domains := [d | some g in grants.active; some d in g.ingressDomains]
+
+domains_text := "none" if count(domains) == 0
+
+domains_text := concat(", ", domains) if count(domains) > 0
+
+classes := {c | some g in grants.active; some c in g.ingressClasses}
+
+class := object.get(k8s.spec, "ingressClassName", annotation_class)
+
+annotation_class := object.get(object.get(input.object.metadata, "annotations", {}), "kubernetes.io/ingress.class", "")

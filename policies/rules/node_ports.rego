@@ -1,0 +1,109 @@
+# METADATA
+# title: NodePorts only where granted, inside the grant's ranges
+# description: |
+#   type NodePort needs a grant with nodePorts, and so does type LoadBalancer unless
+#   allocateLoadBalancerNodePorts is false. Explicit nodePort values must lie in the
+#   granted ranges. Rewrite mode turns a NodePort Service into ClusterIP, switches a
+#   granted LoadBalancer's node ports off, and drops out-of-range nodePort values.
+# custom:
+#   id: node-ports
+package portreeve.rules.node_ports
+
+import data.portreeve.lib.grants
+import data.portreeve.lib.k8s
+
+deny contains v if {
+	k8s.is_service
+	k8s.opens_node_ports
+	not granted
+	expired := [g.name | some g in grants.expired_matching; count(g.nodePorts) > 0]
+	v := {
+		"msg": sprintf("%s opens node ports, which are not granted to %s%s", [
+			what, grants.subject, grants.expiry_note(expired),
+		]),
+		"field": "spec.type",
+		"fix": fix,
+	}
+}
+
+deny contains v if {
+	k8s.is_service
+	k8s.opens_node_ports
+	granted
+	some p in out_of_range
+	v := {
+		"msg": sprintf("nodePort %d is outside the ranges granted to %s (%s)", [p.port, grants.subject, ranges_text]),
+		"field": p.field,
+		"fix": "leave nodePort empty so one is allocated, or pick one inside the granted ranges",
+	}
+}
+
+rewrite contains object.union(op, {"reason": reason}) if {
+	k8s.is_service
+	k8s.service_type == "NodePort"
+	not granted
+	reason := sprintf("node ports are not granted to %s; the Service stays reachable inside the cluster", [grants.subject])
+	some op in array.concat(
+		[{"op": "replace", "path": "/spec/type", "value": "ClusterIP"}],
+		array.concat(k8s.remove_node_ports(k8s.node_ports), k8s.remove_fields(["externalTrafficPolicy", "healthCheckNodePort"])),
+	)
+}
+
+rewrite contains object.union(op, {"reason": reason}) if {
+	k8s.is_service
+	k8s.service_type == "LoadBalancer"
+	k8s.opens_node_ports
+	not granted
+	load_balancer_granted
+	reason := sprintf("the LoadBalancer is granted but node ports are not granted to %s", [grants.subject])
+	some op in array.concat(
+		[{"op": "add", "path": "/spec/allocateLoadBalancerNodePorts", "value": false}],
+		k8s.remove_node_ports(k8s.node_ports),
+	)
+}
+
+rewrite contains op if {
+	k8s.is_service
+	k8s.opens_node_ports
+	granted
+	some p in out_of_range
+	op := {
+		"op": "remove",
+		"path": sprintf("/spec/ports/%d/nodePort", [p.index]),
+		"reason": sprintf("nodePort %d is outside the granted ranges (%s); one will be allocated", [p.port, ranges_text]),
+	}
+}
+
+granted if {
+	some g in grants.active
+	count(g.nodePorts) > 0
+}
+
+load_balancer_granted if {
+	some g in grants.active
+	g.loadBalancer.allowed
+}
+
+out_of_range := [p |
+	some p in k8s.node_ports
+	not in_granted_range(p.port)
+]
+
+in_granted_range(port) if {
+	some g in grants.active
+	k8s.in_ranges(port, "TCP", g.nodePorts)
+}
+
+ranges_text := k8s.ranges_text([r | some g in grants.active; some r in g.nodePorts])
+
+what := "type NodePort" if k8s.service_type == "NodePort"
+
+what := "type LoadBalancer with allocateLoadBalancerNodePorts" if k8s.service_type == "LoadBalancer"
+
+fix := "use type ClusterIP (and an Ingress), or ask a cluster admin for a nodePorts grant" if {
+	k8s.service_type == "NodePort"
+}
+
+fix := "set allocateLoadBalancerNodePorts: false, or ask a cluster admin for a nodePorts grant" if {
+	k8s.service_type == "LoadBalancer"
+}

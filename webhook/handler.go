@@ -1,0 +1,202 @@
+// Package webhook adapts admission requests to the review logic: thin
+// handlers for the validating and the mutating webhook, and their metrics.
+package webhook
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/webhook/review"
+)
+
+// NamespaceLabeler returns the labels of a namespace.
+type NamespaceLabeler interface {
+	NamespaceLabels(ctx context.Context, name string) (map[string]string, error)
+}
+
+// Handler serves one of the two webhooks.
+type Handler struct {
+	// Mutating selects the mutating webhook; otherwise validating.
+	Mutating bool
+	Reviewer *review.Reviewer
+	// Namespaces looks up namespace labels; nil means none.
+	Namespaces NamespaceLabeler
+	Recorder   Recorder
+	// ExemptNamespaces are never reviewed (Portreeve's own namespace, kube-system).
+	ExemptNamespaces []string
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+func (h *Handler) name() string {
+	if h.Mutating {
+		return "mutating"
+	}
+	return "validating"
+}
+
+// Handle reviews one admission request.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	kind := req.Kind.Kind
+	r := &review.Request{
+		Operation:   string(req.Operation),
+		Kind:        policies.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind},
+		SubResource: req.SubResource,
+		Namespace:   req.Namespace,
+		Name:        req.Name,
+		User:        policies.User{Username: req.UserInfo.Username, Groups: req.UserInfo.Groups},
+		DryRun:      req.DryRun != nil && *req.DryRun,
+		Object:      req.Object.Raw,
+		OldObject:   req.OldObject.Raw,
+	}
+	if reason := h.skip(r); reason != "" {
+		h.record(kind, r.Operation, "skipped", nil, start)
+		return admission.Allowed(reason)
+	}
+	if h.Namespaces != nil && r.Namespace != "" {
+		labels, err := h.Namespaces.NamespaceLabels(ctx, r.Namespace)
+		if err != nil {
+			h.record(kind, r.Operation, "error", nil, start)
+			return admission.Errored(http.StatusInternalServerError, errors.New("portreeve: look up namespace "+r.Namespace+": "+err.Error()))
+		}
+		r.NamespaceLabels = labels
+	}
+	if h.Mutating {
+		return h.mutate(ctx, req, r, start)
+	}
+	return h.validate(ctx, r, start)
+}
+
+func (h *Handler) skip(r *review.Request) string {
+	if reason := review.Skip(r); reason != "" {
+		return reason
+	}
+	if slices.Contains(h.ExemptNamespaces, r.Namespace) {
+		return "namespace " + r.Namespace + " is exempt"
+	}
+	return ""
+}
+
+func (h *Handler) validate(ctx context.Context, r *review.Request, start time.Time) admission.Response {
+	d, err := h.Reviewer.Validate(ctx, r)
+	if err != nil {
+		return h.errored(ctx, r, err, start)
+	}
+	if d == nil {
+		h.record(r.Kind.Kind, r.Operation, "skipped", nil, start)
+		return admission.Allowed("exposure unchanged")
+	}
+	warnings := make([]string, 0, len(d.Warnings))
+	for _, w := range d.Warnings {
+		warnings = append(warnings, w.String())
+	}
+	h.recordFindings(r, d, start)
+	if !d.Allowed() {
+		msgs := make([]string, 0, len(d.Violations))
+		for _, v := range d.Violations {
+			msgs = append(msgs, v.String())
+		}
+		logf.FromContext(ctx).Info("denied", "rules", ruleIDs(d.Violations))
+		resp := admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+			Allowed: false,
+			Result: &metav1.Status{
+				Status:  metav1.StatusFailure,
+				Code:    http.StatusForbidden,
+				Reason:  metav1.StatusReasonForbidden,
+				Message: strings.Join(msgs, "; "),
+			},
+		}}
+		return resp.WithWarnings(warnings...)
+	}
+	return admission.Allowed("").WithWarnings(warnings...)
+}
+
+func (h *Handler) mutate(ctx context.Context, req admission.Request, r *review.Request, start time.Time) admission.Response {
+	m, err := h.Reviewer.Mutate(ctx, r)
+	if err != nil {
+		return h.errored(ctx, r, err, start)
+	}
+	if m.Rejected != "" {
+		logf.FromContext(ctx).Error(errors.New(m.Rejected), "rewrite not applied")
+		h.record(r.Kind.Kind, r.Operation, "rewrite_rejected", nil, start)
+		return admission.Allowed("").WithWarnings("portreeve could not rewrite the object: " + m.Rejected)
+	}
+	if m.Patched == nil {
+		h.record(r.Kind.Kind, r.Operation, "unchanged", nil, start)
+		return admission.Allowed("")
+	}
+	rules := make([]string, 0, len(m.Changes))
+	for _, c := range m.Changes {
+		if !slices.Contains(rules, c.Rule) {
+			rules = append(rules, c.Rule)
+		}
+	}
+	h.record(r.Kind.Kind, r.Operation, "rewritten", rules, start)
+	logf.FromContext(ctx).Info("rewritten", "rules", rules)
+	return admission.PatchResponseFromRaw(req.Object.Raw, m.Patched).WithWarnings(m.Warnings()...)
+}
+
+func (h *Handler) errored(ctx context.Context, r *review.Request, err error, start time.Time) admission.Response {
+	code := int32(http.StatusInternalServerError)
+	if review.IsBadRequest(err) {
+		code = http.StatusBadRequest
+	}
+	logf.FromContext(ctx).Error(err, "review failed")
+	h.record(r.Kind.Kind, r.Operation, "error", nil, start)
+	return admission.Errored(code, errors.New("portreeve: "+err.Error()))
+}
+
+func (h *Handler) recordFindings(r *review.Request, d *policies.Decision, start time.Time) {
+	switch {
+	case len(d.Violations) > 0:
+		h.record(r.Kind.Kind, r.Operation, "denied", ruleIDs(d.Violations), start)
+	case len(d.Warnings) > 0:
+		h.record(r.Kind.Kind, r.Operation, "warned", ruleIDs(d.Warnings), start)
+	default:
+		h.record(r.Kind.Kind, r.Operation, "allowed", nil, start)
+	}
+	if len(d.DryRun) > 0 {
+		h.recordOnly(r.Kind.Kind, r.Operation, "dryrun", ruleIDs(d.DryRun))
+	}
+}
+
+func (h *Handler) record(kind, op, decision string, rules []string, start time.Time) {
+	if h.Recorder == nil {
+		return
+	}
+	h.Recorder.Observe(h.name(), time.Since(start))
+	h.recordOnly(kind, op, decision, rules)
+}
+
+func (h *Handler) recordOnly(kind, op, decision string, rules []string) {
+	if h.Recorder == nil {
+		return
+	}
+	if len(rules) == 0 {
+		h.Recorder.Decision(h.name(), kind, op, decision, "")
+	}
+	for _, rule := range rules {
+		h.Recorder.Decision(h.name(), kind, op, decision, rule)
+	}
+}
+
+func ruleIDs(fs []policies.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		if !slices.Contains(out, f.Rule) {
+			out = append(out, f.Rule)
+		}
+	}
+	return out
+}

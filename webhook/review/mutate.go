@@ -1,0 +1,215 @@
+package review
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"github.com/portreeve/portreeve/policies"
+)
+
+// RewritesAnnotation records on the object what Portreeve changed and why.
+const RewritesAnnotation = "portreeve.io/rewrites"
+
+// Change is one applied rewrite, as recorded in the annotation.
+type Change struct {
+	Rule   string `json:"rule"`
+	Path   string `json:"path"`
+	Before any    `json:"before,omitempty"`
+	After  any    `json:"after,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Warning renders a change as the admission warning kubectl prints.
+func (c Change) Warning() string {
+	return fmt.Sprintf("portreeve rewrote %s: %s -> %s (%s: %s)", c.Path, show(c.Before), show(c.After), c.Rule, c.Reason)
+}
+
+func show(v any) string {
+	if v == nil {
+		return "(removed)"
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// Mutation is the outcome of the mutating review.
+type Mutation struct {
+	// Patched is the rewritten object, nil when nothing changed.
+	Patched []byte
+	// Changes lists what changed, in the order applied.
+	Changes []Change
+	// Rejected explains why rewrites were asked for but not applied (the
+	// validating webhook then refuses the object).
+	Rejected string
+}
+
+// Mutate asks the rules in rewrite mode for their rewrites, applies them to a
+// copy, records them in the annotation and checks that the result passes those
+// rules. It returns an empty Mutation when nothing is to be rewritten.
+func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
+	if Skip(req) != "" {
+		return &Mutation{}, nil
+	}
+	in, err := Input(req)
+	if err != nil || in == nil {
+		return &Mutation{}, err
+	}
+	engine := r.Engine()
+	rewrites, err := engine.Rewrites(ctx, in)
+	if err != nil || len(rewrites) == 0 {
+		return &Mutation{}, err
+	}
+	rewrites, err = dedupe(rewrites)
+	if err != nil {
+		return &Mutation{Rejected: err.Error()}, nil
+	}
+	patched, changes, err := apply(req.Object, in.Object, rewrites)
+	if err != nil {
+		return &Mutation{Rejected: err.Error()}, nil
+	}
+	// The result must pass the rules that rewrote it.
+	check := *req
+	check.Object = patched
+	check.Operation = "CREATE" // judge the result as a whole, not as an unchanged update
+	checkIn, err := Input(&check)
+	if err != nil {
+		return &Mutation{Rejected: fmt.Sprintf("rewritten object does not decode: %v", err)}, nil
+	}
+	d, err := engine.Evaluate(ctx, checkIn)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range d.Violations {
+		for _, rw := range rewrites {
+			if rw.Rule == v.Rule {
+				return &Mutation{Rejected: "the rewrite would still be refused: " + v.String()}, nil
+			}
+		}
+	}
+	return &Mutation{Patched: patched, Changes: changes}, nil
+}
+
+// dedupe drops repeated operations and refuses contradicting ones.
+func dedupe(rs []policies.Rewrite) ([]policies.Rewrite, error) {
+	out := make([]policies.Rewrite, 0, len(rs))
+	seen := map[string]policies.Rewrite{}
+	for _, r := range rs {
+		v, _ := json.Marshal(r.Value)
+		if prev, ok := seen[r.Path]; ok {
+			pv, _ := json.Marshal(prev.Value)
+			if prev.Op == r.Op && string(pv) == string(v) {
+				continue
+			}
+			if prev.Op == "remove" && r.Op == "remove" {
+				continue
+			}
+			return nil, fmt.Errorf("rules %s and %s ask for different rewrites of %s", prev.Rule, r.Rule, r.Path)
+		}
+		seen[r.Path] = r
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// apply applies the rewrites and the annotation to raw; obj is raw decoded.
+func apply(raw []byte, obj map[string]any, rs []policies.Rewrite) ([]byte, []Change, error) {
+	changes := make([]Change, 0, len(rs))
+	ops := make([]map[string]any, 0, len(rs)+2)
+	for _, r := range rs {
+		before, exists := lookup(obj, r.Path)
+		if r.Op == "remove" && !exists {
+			continue
+		}
+		op := map[string]any{"op": r.Op, "path": r.Path}
+		if r.Op == "replace" && !exists {
+			op["op"] = "add"
+		}
+		var after any
+		if r.Op != "remove" {
+			op["value"] = r.Value
+			after = r.Value
+		}
+		ops = append(ops, op)
+		changes = append(changes, Change{Rule: r.Rule, Path: r.Path, Before: before, After: after, Reason: r.Reason})
+	}
+	if len(changes) == 0 {
+		return nil, nil, nil
+	}
+	record, err := json.Marshal(changes)
+	if err != nil {
+		return nil, nil, err
+	}
+	md, _ := obj["metadata"].(map[string]any)
+	if md == nil {
+		ops = append(ops, map[string]any{"op": "add", "path": "/metadata", "value": map[string]any{}})
+	}
+	if ann, _ := md["annotations"].(map[string]any); ann == nil {
+		ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations", "value": map[string]any{}})
+	}
+	ops = append(ops, map[string]any{
+		"op":    "add",
+		"path":  "/metadata/annotations/" + strings.ReplaceAll(RewritesAnnotation, "/", "~1"),
+		"value": string(record),
+	})
+	patchJSON, err := json.Marshal(ops)
+	if err != nil {
+		return nil, nil, err
+	}
+	patch, err := jsonpatch.DecodePatch(patchJSON)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rewrite is not a valid JSON Patch: %w", err)
+	}
+	out, err := patch.ApplyWithOptions(raw, &jsonpatch.ApplyOptions{
+		SupportNegativeIndices:   false,
+		AccumulatedCopySizeLimit: MaxObjectBytes,
+		AllowMissingPathOnRemove: true,
+		EnsurePathExistsOnAdd:    false,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("apply rewrite: %w", err)
+	}
+	return out, changes, nil
+}
+
+// lookup resolves a JSON Pointer in a decoded object.
+func lookup(obj map[string]any, pointer string) (any, bool) {
+	var cur any = obj
+	for _, tok := range strings.Split(strings.TrimPrefix(pointer, "/"), "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[tok]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, false
+			}
+			cur = c[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// Warnings renders the changes as admission warnings.
+func (m *Mutation) Warnings() []string {
+	out := make([]string, 0, len(m.Changes))
+	for _, c := range m.Changes {
+		out = append(out, c.Warning())
+	}
+	return slices.Clip(out)
+}

@@ -1,0 +1,217 @@
+package review
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync/atomic"
+
+	"github.com/portreeve/portreeve/policies"
+)
+
+// MaxObjectBytes bounds the objects Portreeve decodes (the apiserver's own
+// limit for a request body is 3 MiB).
+const MaxObjectBytes = 3 << 20
+
+// Request is an admission request reduced to what the rules need.
+type Request struct {
+	Operation       string
+	Kind            policies.GroupVersionKind
+	SubResource     string
+	Namespace       string
+	Name            string
+	User            policies.User
+	DryRun          bool
+	Object          []byte
+	OldObject       []byte
+	NamespaceLabels map[string]string
+}
+
+// BadRequestError marks a request that cannot be reviewed because of its content.
+type BadRequestError struct{ Err error }
+
+func (e *BadRequestError) Error() string { return e.Err.Error() }
+func (e *BadRequestError) Unwrap() error { return e.Err }
+
+func badRequest(format string, args ...any) error {
+	return &BadRequestError{Err: fmt.Errorf(format, args...)}
+}
+
+// Reviewer evaluates requests with the current engine. The engine can be
+// swapped at any time (new configuration or modules); requests in flight keep
+// the one they started with.
+type Reviewer struct {
+	engine atomic.Pointer[policies.Engine]
+}
+
+// NewReviewer returns a Reviewer serving e.
+func NewReviewer(e *policies.Engine) *Reviewer {
+	r := &Reviewer{}
+	r.engine.Store(e)
+	return r
+}
+
+// Engine returns the engine in use.
+func (r *Reviewer) Engine() *policies.Engine { return r.engine.Load() }
+
+// SetEngine swaps in a new engine.
+func (r *Reviewer) SetEngine(e *policies.Engine) { r.engine.Store(e) }
+
+// Skip says why a request is not evaluated, or "" when it must be.
+func Skip(req *Request) string {
+	switch req.Operation {
+	case "CREATE", "UPDATE":
+	default:
+		return "operation " + req.Operation + " is not reviewed"
+	}
+	switch {
+	case req.SubResource == "":
+	case req.Kind.Kind == "Pod" && req.SubResource == "ephemeralcontainers":
+	default:
+		return "subresource " + req.SubResource + " is not reviewed"
+	}
+	return ""
+}
+
+// Input decodes the request into the rules' input. It returns nil when an
+// UPDATE does not change the object's exposure (nothing to judge).
+func Input(req *Request) (*policies.Input, error) {
+	if !Supported(req.Kind) {
+		return nil, badRequest("%w: %s (Portreeve reviews %v)", ErrUnsupportedKind, gvkString(req.Kind), SupportedKinds())
+	}
+	obj, err := decodeObject("object", req.Object)
+	if err != nil {
+		return nil, err
+	}
+	in := &policies.Input{
+		Operation:       req.Operation,
+		Kind:            req.Kind,
+		Namespace:       req.Namespace,
+		Name:            req.Name,
+		User:            req.User,
+		DryRun:          req.DryRun,
+		Object:          obj,
+		NamespaceLabels: req.NamespaceLabels,
+	}
+	if in.Name == "" {
+		in.Name = metadataString(obj, "name")
+	}
+	if in.Namespace == "" {
+		in.Namespace = metadataString(obj, "namespace")
+	}
+	if in.Pod, err = podView(req.Kind, obj); err != nil {
+		return nil, &BadRequestError{Err: err}
+	}
+	if req.Operation == "UPDATE" && len(req.OldObject) > 0 {
+		old, err := decodeObject("oldObject", req.OldObject)
+		if err != nil {
+			return nil, err
+		}
+		in.OldObject = old
+		oldPod, err := podView(req.Kind, old)
+		if err != nil {
+			return nil, &BadRequestError{Err: err}
+		}
+		if reflect.DeepEqual(exposure(req.Kind, obj, in.Pod), exposure(req.Kind, old, oldPod)) {
+			return nil, nil
+		}
+	}
+	return in, nil
+}
+
+func decodeObject(what string, raw []byte) (map[string]any, error) {
+	if len(raw) == 0 {
+		return nil, badRequest("%s is empty", what)
+	}
+	if len(raw) > MaxObjectBytes {
+		return nil, badRequest("%s is %d bytes, more than the %d Portreeve reviews", what, len(raw), MaxObjectBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, badRequest("%s is not a JSON object: %v", what, err)
+	}
+	if obj == nil {
+		return nil, badRequest("%s is null", what)
+	}
+	if dec.More() {
+		return nil, badRequest("%s has trailing data after the JSON object", what)
+	}
+	if _, ok := obj["metadata"].(map[string]any); !ok && obj["metadata"] != nil {
+		return nil, badRequest("%s.metadata is not an object", what)
+	}
+	if s, ok := obj["spec"]; ok && s != nil {
+		if _, ok := s.(map[string]any); !ok {
+			return nil, badRequest("%s.spec is not an object", what)
+		}
+	}
+	return obj, nil
+}
+
+func metadataString(obj map[string]any, key string) string {
+	md, _ := obj["metadata"].(map[string]any)
+	s, _ := md[key].(string)
+	return s
+}
+
+// exposure is the part of an object the rules judge: an UPDATE that leaves it
+// alone is not reviewed, so a policy change never blocks unrelated updates.
+func exposure(gvk policies.GroupVersionKind, obj map[string]any, pod *policies.PodView) any {
+	if pod != nil {
+		return []any{pod.Spec["hostNetwork"], pod.ServiceAccount, containerPorts(pod.Spec)}
+	}
+	spec, _ := obj["spec"].(map[string]any)
+	if gvk.Kind == "Service" {
+		keys := []string{
+			"type", "ports", "externalIPs", "loadBalancerIP", "loadBalancerClass",
+			"loadBalancerSourceRanges", "allocateLoadBalancerNodePorts",
+		}
+		out := make([]any, len(keys))
+		for i, k := range keys {
+			out[i] = spec[k]
+		}
+		return out
+	}
+	md, _ := obj["metadata"].(map[string]any)
+	ann, _ := md["annotations"].(map[string]any)
+	return []any{spec["rules"], spec["tls"], spec["ingressClassName"], ann["kubernetes.io/ingress.class"]}
+}
+
+func containerPorts(spec map[string]any) []any {
+	var out []any
+	for _, list := range []string{"initContainers", "containers", "ephemeralContainers"} {
+		cs, _ := spec[list].([]any)
+		for _, c := range cs {
+			cm, _ := c.(map[string]any)
+			out = append(out, cm["ports"])
+		}
+	}
+	return out
+}
+
+// Validate evaluates the request. A nil Decision with no error means the
+// request was skipped (see Skip and Input).
+func (r *Reviewer) Validate(ctx context.Context, req *Request) (*policies.Decision, error) {
+	if Skip(req) != "" {
+		return nil, nil
+	}
+	in, err := Input(req)
+	if err != nil || in == nil {
+		return nil, err
+	}
+	d, err := r.Engine().Evaluate(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// IsBadRequest reports whether err is about the request's content.
+func IsBadRequest(err error) bool {
+	var bre *BadRequestError
+	return errors.As(err, &bre)
+}
