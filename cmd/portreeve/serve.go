@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"flag"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -36,28 +36,28 @@ import (
 
 // serveOptions are the flags of `portreeve serve`; defaults match the chart.
 type serveOptions struct {
-	Kubeconfig          string
-	WebhookHost         string
-	WebhookPort         int
-	CertDir             string
-	TLSMinVersion       string
-	ConfigPath          string
-	ConfigPollInterval  time.Duration
-	MetricsBindAddress  string
-	HealthProbeAddress  string
-	Namespace           string
-	ExemptNamespaces    []string
-	CertMode            string
-	CertSecret          string
-	ServiceName         string
-	WebhookConfigName   string
-	CAValidity          time.Duration
-	CertValidity        time.Duration
-	CertRenewBefore     time.Duration
-	CertExtraDNSNames   []string
-	CertExtraIPs        []string
-	EnableHTTP2         bool
-	zap                 zap.Options
+	Kubeconfig         string
+	WebhookHost        string
+	WebhookPort        int
+	CertDir            string
+	TLSMinVersion      string
+	ConfigPath         string
+	ConfigPollInterval time.Duration
+	MetricsBindAddress string
+	HealthProbeAddress string
+	Namespace          string
+	ExemptNamespaces   []string
+	CertMode           string
+	CertSecret         string
+	ServiceName        string
+	WebhookConfigName  string
+	CAValidity         time.Duration
+	CertValidity       time.Duration
+	CertRenewBefore    time.Duration
+	CertExtraDNSNames  []string
+	CertExtraIPs       []string
+	EnableHTTP2        bool
+	zap                zap.Options
 }
 
 func newServeOptions() *serveOptions {

@@ -28,7 +28,7 @@ var podSpecPaths = map[policies.GroupVersionKind][]string{
 }
 
 var otherKinds = map[policies.GroupVersionKind]bool{
-	{Group: "", Version: "v1", Kind: "Service"}:                    true,
+	{Group: "", Version: "v1", Kind: "Service"}:                  true,
 	{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"}: true,
 }
 

@@ -1,0 +1,121 @@
+package policies
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func pod(spec map[string]any) *Input {
+	return &Input{
+		Operation: "CREATE",
+		Kind:      GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Namespace: "default",
+		Name:      "p",
+		User:      User{Username: "alice"},
+		Object:    map[string]any{"apiVersion": "v1", "kind": "Pod", "spec": spec},
+		Pod:       &PodView{Path: "spec", Pointer: "/spec", Spec: spec, ServiceAccount: "default"},
+	}
+}
+
+func threeContainerPod() *Input {
+	c := func(name string, port, hostPort int) map[string]any {
+		p := map[string]any{"containerPort": port}
+		if hostPort > 0 {
+			p["hostPort"] = hostPort
+		}
+		return map[string]any{"name": name, "image": "x", "ports": []any{p}}
+	}
+	return pod(map[string]any{"containers": []any{c("a", 80, 80), c("b", 81, 0), c("c", 82, 0)}})
+}
+
+func TestEvaluateUsesTheModes(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+apiVersion: portreeve.io/v1alpha1
+kind: PolicyConfig
+rules:
+  host-ports: {mode: warn}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name                    string
+		cfg                     *Config
+		violations, warnings, n int
+	}{
+		{"deny by default", nil, 1, 0, 0},
+		{"warn", cfg, 0, 1, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := New(t.Context(), Options{Config: tc.cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := e.Evaluate(t.Context(), threeContainerPod())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(d.Violations) != tc.violations || len(d.Warnings) != tc.warnings {
+				t.Fatalf("got %+v", d)
+			}
+		})
+	}
+}
+
+func TestCustomModules(t *testing.T) {
+	tests := []struct {
+		name, src, wantErr string
+	}{
+		{"network builtin blocked", "package portreeve.rules.phone_home\n\ndeny contains {\"msg\": x} if { x := http.send({\"method\": \"get\", \"url\": \"http://127.0.0.1\"}) }\n", "undefined function http.send"},
+		{"shadows a built-in rule", "package portreeve.rules.host_network\n\ndeny contains {\"msg\": \"x\"} if { true }\n", "shadows the built-in rule"},
+		{"does not parse", "package portreeve.rules.broken\n\ndeny contains if {\n", "does_not_parse.rego:3: rego_parse_error"},
+		{"reserved package", "package portreeve.lib.grants\n\nx := 1\n", "reserved"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(t.Context(), Options{Modules: map[string]string{"custom/" + strings.ReplaceAll(tc.name, " ", "_") + ".rego": tc.src}})
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+	e, err := New(t.Context(), Options{Modules: map[string]string{"custom/team_label.rego": `# METADATA
+# title: pods need a team label
+package portreeve.rules.team_label
+
+deny contains {"msg": "pods need a team label", "field": "metadata.labels.team"} if {
+	input.kind.kind == "Pod"
+	not input.object.metadata.labels.team
+}
+`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := pod(map[string]any{})
+	in.Object["metadata"] = map[string]any{}
+	d, err := e.Evaluate(t.Context(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Violations) != 1 || d.Violations[0].Rule != "team-label" {
+		t.Fatalf("custom rule not evaluated: %+v", d)
+	}
+}
+
+// BenchmarkEvaluate is the issue's target: a 3-container Pod against all rules.
+func BenchmarkEvaluate(b *testing.B) {
+	ctx := context.Background()
+	e, err := New(ctx, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := threeContainerPod()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Evaluate(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
