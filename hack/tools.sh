@@ -13,7 +13,8 @@ ETCD_VERSION=v3.7.3
 HELM_VERSION=v3.22.0
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-cache=${PORTREEVE_TOOLS_CACHE:-$root/.cache/tools}
+# Outside the clone by default, so a fresh clone (CI) reuses the binaries.
+cache=${PORTREEVE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portreeve/tools}
 bindir=$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION/bin
 
 if [[ ${1:-} == bindir ]]; then

@@ -1,0 +1,61 @@
+# Portreeve. `make help` lists the targets.
+SHELL := /usr/bin/env bash -o errexit -o pipefail -o nounset
+.DEFAULT_GOAL := help
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN := bin/portreeve
+FUZZTIME ?= 5s
+# Packages that need no control plane.
+UNIT_PKGS := ./cmd/... ./policies/... ./webhook/... ./certs/...
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build bin/portreeve (static)
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/portreeve
+
+.PHONY: tools
+tools: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager and helm from Go modules (cached)
+	hack/tools.sh
+
+.PHONY: fmt
+fmt: ## Format Go and Rego
+	gofmt -w cmd webhook policies certs test hack
+	go run ./hack/regofmt -w policies
+
+.PHONY: lint
+lint: ## gofmt, go vet, opa fmt and opa check --strict (through the Go SDK)
+	@unformatted=$$(gofmt -l cmd webhook policies certs test hack); \
+	  if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	go vet ./...
+	go test ./policies/ -count=1 -run 'TestRegoFormat|TestRegoStrict'
+
+.PHONY: test-unit
+test-unit: ## Unit, Rego and handler tests, plus a few seconds of each fuzzer
+	go test -race -count=1 $(UNIT_PKGS)
+	go test -run XXX -fuzz FuzzReview -fuzztime $(FUZZTIME) ./webhook/review/
+	go test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./policies/
+
+.PHONY: test-e2e
+test-e2e: tools build ## Tests against a real kube-apiserver (and kubectl, helm)
+	PORTREEVE_REQUIRE_TOOLS=1 PORTREEVE_BINARY=$(CURDIR)/$(BIN) go test -p 1 -count=1 -timeout 40m -v ./test/... 2>&1 | \
+	  tee /tmp/portreeve-e2e.log | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic)' ; \
+	  test $${PIPESTATUS[0]} -eq 0
+
+.PHONY: test
+test: lint test-unit test-e2e ## Everything: lint, unit, Rego, fuzz and end-to-end tests
+
+.PHONY: bench
+bench: ## Benchmarks of the engine and the handler
+	go test -run XXX -bench . -benchmem ./policies/ ./webhook/...
+
+.PHONY: demo
+demo: tools build ## Run the seed cases through a local control plane (KEEP=1 leaves it running)
+	go run ./hack/demo $(if $(filter 1,$(KEEP)),--keep,) --portreeve $(CURDIR)/$(BIN) --tools "$$(hack/tools.sh bindir)"
+
+.PHONY: clean
+clean: ## Remove build output (not the tools cache)
+	rm -rf bin
