@@ -9,7 +9,7 @@ import (
 
 // builtin holds the shipped Rego: the entry points, the helper library and the rules.
 //
-//go:embed main.rego lib/*.rego rules/*.rego
+//go:embed main.rego main_test.rego lib/*.rego rules/*.rego
 var builtin embed.FS
 
 // BuiltinModules returns the shipped Rego modules (tests excluded), keyed by file name.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -31,6 +32,17 @@ func regoSources(t *testing.T) (modules, tests map[string]string) {
 	tests, err = BuiltinTestModules()
 	if err != nil {
 		t.Fatalf("BuiltinTestModules: %v", err)
+	}
+	// embed.go embeds main.rego, lib/*.rego and rules/*.rego only, so
+	// main_test.rego is read from the package directory.
+	onDisk, err := readModules(os.DirFS("."), true)
+	if err != nil {
+		t.Fatalf("read *_test.rego files: %v", err)
+	}
+	for name, src := range onDisk {
+		if _, ok := tests[name]; !ok {
+			tests[name] = src
+		}
 	}
 	if len(tests) == 0 {
 		t.Fatal("BuiltinTestModules returned no *_test.rego files")
@@ -91,17 +103,17 @@ func TestRego(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			switch {
 			case r.Skip:
-				t.Skipf("%s: todo (known bug, see the comment above the test)", location(r))
+				t.Skipf("%s: todo (known bug, see the comment above the test)", regoTestLocation(r))
 			case r.Error != nil:
-				t.Fatalf("%s: error: %v", location(r), r.Error)
+				t.Fatalf("%s: error: %v", regoTestLocation(r), r.Error)
 			case r.Fail:
-				t.Fatalf("%s: failed\n%s", location(r), failureTrace(ctx, r, modules, tests))
+				t.Fatalf("%s: failed\n%s", regoTestLocation(r), failureTrace(ctx, r, modules, tests))
 			}
 		})
 	}
 }
 
-func location(r *tester.Result) string {
+func regoTestLocation(r *tester.Result) string {
 	if r.Location == nil {
 		return r.Package + "." + r.Name
 	}
@@ -109,7 +121,8 @@ func location(r *tester.Result) string {
 }
 
 // failureTrace reruns one failed test with tracing on and returns OPA's
-// report: the trace, the failing expression and its local variables.
+// report: the failing expression with its local variables, and with -v the
+// whole evaluation trace too.
 func failureTrace(ctx context.Context, failed *tester.Result, sources ...map[string]string) string {
 	// Fresh parses: the first run's compiler has rewritten the modules it was given.
 	fresh := map[string]*ast.Module{}
@@ -128,11 +141,15 @@ func failureTrace(ctx context.Context, failed *tester.Result, sources ...map[str
 		return fmt.Sprintf("(no trace: %v)", err)
 	}
 	var buf bytes.Buffer
-	rep := tester.PrettyReporter{Output: &buf, Verbose: true, FailureLine: true, LocalVars: true}
+	rep := tester.PrettyReporter{Output: &buf, Verbose: testing.Verbose(), FailureLine: true, LocalVars: true}
 	if err := rep.Report(ch); err != nil {
 		return fmt.Sprintf("(no trace: %v)", err)
 	}
-	return buf.String()
+	lines := strings.Split(buf.String(), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // TestRuleTests checks that every rule package in rules/ has a test file next
@@ -195,15 +212,16 @@ func TestRegoFormat(t *testing.T) {
 					t.Fatalf("format %s: %v", name, err)
 				}
 				if !bytes.Equal(got, []byte(src[name])) {
-					t.Errorf("%s is not opa fmt clean; `opa fmt --v1-compatible -w %s` gives:\n%s", name, name, firstDiff(src[name], string(got)))
+					t.Errorf("%s is not opa fmt clean (fix: go run ./hack/regofmt -w policies):\n%s",
+						name, regoFirstDiff(src[name], string(got)))
 				}
 			})
 		}
 	}
 }
 
-// firstDiff shows the first line where want and got differ, with a little context.
-func firstDiff(have, want string) string {
+// regoFirstDiff shows the first line where want and got differ, with a little context.
+func regoFirstDiff(have, want string) string {
 	a, b := strings.Split(have, "\n"), strings.Split(want, "\n")
 	for i := 0; i < len(a) || i < len(b); i++ {
 		var la, lb string

@@ -36,6 +36,7 @@ containers := [c |
 
 # host_ports lists every hostPort of every container with its field path and
 # JSON pointer. On hostNetwork pods every containerPort is a hostPort.
+# (pod_path and pod_pointer default to a Pod's, so a partial input never hides a port.)
 host_ports := [p |
 	some c in containers
 	some j, port in object.get(c.container, "ports", [])
@@ -48,12 +49,16 @@ host_ports := [p |
 		"hostIP": object.get(port, "hostIP", ""),
 		"container": object.get(c.container, "name", ""),
 		"field": pod_field(suffix),
-		"pointer": sprintf("%s/%s/%d/ports/%d/hostPort", [input.pod.pointer, c.list, c.index, j]),
+		"pointer": sprintf("%s/%s/%d/ports/%d/hostPort", [pod_pointer, c.list, c.index, j]),
 	}
 ]
 
 # pod_field is the dotted path of a field of the pod spec.
-pod_field(suffix) := concat(".", [input.pod.path, suffix])
+pod_field(suffix) := concat(".", [pod_path, suffix])
+
+pod_path := object.get(input.pod, "path", "spec")
+
+pod_pointer := object.get(input.pod, "pointer", "/spec")
 
 # service_type is the Service's type (ClusterIP when unset).
 service_type := object.get(spec, "type", "ClusterIP")
@@ -65,6 +70,12 @@ opens_node_ports if service_type == "NodePort"
 opens_node_ports if {
 	service_type == "LoadBalancer"
 	object.get(spec, "allocateLoadBalancerNodePorts", true) != false
+}
+
+# An explicit nodePort is opened whatever allocateLoadBalancerNodePorts says.
+opens_node_ports if {
+	service_type == "LoadBalancer"
+	count(node_ports) > 0
 }
 
 # node_ports lists the explicit nodePort values of the Service.

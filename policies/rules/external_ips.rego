@@ -22,8 +22,8 @@ deny contains v if {
 	k8s.is_service
 	some i in forbidden
 	v := {
-		"msg": sprintf("externalIP %q is not inside a CIDR granted to %s (granted: %s)", [
-			external_ips[i], grants.subject, granted_text,
+		"msg": sprintf("externalIP %q is not inside a CIDR granted to %s (granted: %s)%s", [
+			external_ips[i], grants.subject, granted_text, expiry_note(external_ips[i]),
 		]),
 		"field": sprintf("spec.externalIPs[%d]", [i]),
 		"fix": "remove the address, or ask a cluster admin for an externalIPs grant covering it",
@@ -37,8 +37,8 @@ deny contains v if {
 	ip != ""
 	not allowed(ip)
 	v := {
-		"msg": sprintf("loadBalancerIP %q is not inside a CIDR granted to %s (granted: %s)", [
-			ip, grants.subject, granted_text,
+		"msg": sprintf("loadBalancerIP %q is not inside a CIDR granted to %s (granted: %s)%s", [
+			ip, grants.subject, granted_text, expiry_note(ip),
 		]),
 		"field": "spec.loadBalancerIP",
 		"fix": "remove loadBalancerIP, or ask a cluster admin for an externalIPs grant covering it",
@@ -78,3 +78,9 @@ granted_text := "none" if count(cidrs) == 0
 granted_text := concat(", ", cidrs) if count(cidrs) > 0
 
 cidrs := [c | some g in grants.active; some c in g.externalIPs]
+
+expiry_note(ip) := grants.expiry_note([g.name |
+	some g in grants.expired_matching
+	some cidr in g.externalIPs
+	net.cidr_contains(cidr, ip)
+])

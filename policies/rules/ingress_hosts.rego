@@ -12,7 +12,7 @@ package portreeve.rules.ingress_hosts
 import data.portreeve.lib.grants
 import data.portreeve.lib.k8s
 
-hosts := array.concat(
+rule_hosts := array.concat(
 	[h |
 		some i, rule in object.get(k8s.spec, "rules", [])
 		h := {"host": object.get(rule, "host", ""), "field": sprintf("spec.rules[%d].host", [i])}
@@ -24,14 +24,22 @@ hosts := array.concat(
 	],
 )
 
+# A default backend serves every host the controller sees.
+hosts := array.concat(rule_hosts, default_backend)
+
+default_backend := [h | k8s.has_field(k8s.spec, "defaultBackend"); h := {"host": "", "field": "spec.defaultBackend"}]
+
 deny contains v if {
 	k8s.is_ingress
 	data.portreeve.config.ingressDomainsConfigured
 	some h in hosts
 	h.host != ""
 	not host_allowed(h.host)
+	expired := [g.name | some g in grants.expired_matching; some d in g.ingressDomains; covers(d, h.host)]
 	v := {
-		"msg": sprintf("host %q is not inside a domain granted to %s (granted: %s)", [h.host, grants.subject, domains_text]),
+		"msg": sprintf("host %q is not inside a domain granted to %s (granted: %s)%s", [
+			h.host, grants.subject, domains_text, grants.expiry_note(expired),
+		]),
 		"field": h.field,
 		"fix": "use a host inside the granted domains, or ask a cluster admin for an ingressDomains grant",
 	}
@@ -43,7 +51,9 @@ deny contains v if {
 	some h in hosts
 	h.host == ""
 	v := {
-		"msg": sprintf("a rule without host claims every host, which is not granted to %s", [grants.subject]),
+		"msg": sprintf("%s without a host claims every host, which is not granted to %s", [
+			claim_what(h.field), grants.subject,
+		]),
 		"field": h.field,
 		"fix": "set a host inside the granted domains",
 	}
@@ -84,4 +94,8 @@ classes := {c | some g in grants.active; some c in g.ingressClasses}
 
 class := object.get(k8s.spec, "ingressClassName", annotation_class)
 
-annotation_class := object.get(object.get(input.object.metadata, "annotations", {}), "kubernetes.io/ingress.class", "")
+annotation_class := object.get(input.object, ["metadata", "annotations", "kubernetes.io/ingress.class"], "")
+
+claim_what(field) := "a default backend" if field == "spec.defaultBackend"
+
+claim_what(field) := "a rule" if field != "spec.defaultBackend"

@@ -1,0 +1,338 @@
+// Package harness runs Portreeve against a real control plane for the
+// end-to-end tests and the demo: the built binary with a serving certificate
+// signed by a test CA, and the chart's own webhook configurations pointed at
+// it by URL (one source of truth for rules, selectors, failure policy and
+// timeouts).
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/portreeve/portreeve/certs"
+	"github.com/portreeve/portreeve/test/controlplane"
+)
+
+// Namespace is the namespace Portreeve "runs in" (exempt from review).
+const Namespace = "portreeve"
+
+// ReleaseName is the Helm release name used to render the chart; the webhook
+// configurations are named after it.
+const ReleaseName = "portreeve"
+
+// Options configure Start.
+type Options struct {
+	// Binary is bin/portreeve; default $PORTREEVE_BINARY, else it is built.
+	Binary string
+	// Kubeconfig of the control plane.
+	Kubeconfig string
+	// Config is the policy configuration (YAML); empty means the built-in one.
+	Config string
+	// ExtraArgs go to `portreeve serve`.
+	ExtraArgs []string
+	// Logs receives the server's output (default: a log file in the work dir).
+	Logs io.Writer
+}
+
+// Portreeve is a running `portreeve serve`.
+type Portreeve struct {
+	// URL is https://127.0.0.1:<port>, the base of /validate and /mutate.
+	URL string
+	// CAPEM signed the serving certificate.
+	CAPEM []byte
+	// MetricsURL is http://127.0.0.1:<port>/metrics.
+	MetricsURL string
+	// HealthURL is http://127.0.0.1:<port> (/healthz, /readyz).
+	HealthURL string
+	// ConfigPath is the policy configuration file serve watches.
+	ConfigPath string
+	// Dir holds the certificates, the configuration and the log.
+	Dir string
+
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
+	logFile *os.File
+}
+
+// Start runs portreeve serve and waits until it is ready.
+func Start(ctx context.Context, opts Options) (*Portreeve, error) {
+	bin, err := Binary(opts.Binary)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "portreeve-serve-")
+	if err != nil {
+		return nil, err
+	}
+	p := &Portreeve{Dir: dir, done: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = p.Stop()
+		}
+	}()
+	now := time.Now()
+	ca, err := certs.NewCA("portreeve-test-ca", now, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	serving, err := certs.NewServingCert(ca, []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, now, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	certDir := filepath.Join(dir, "certs")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, err
+	}
+	for name, data := range map[string][]byte{"tls.crt": serving.CertPEM, "tls.key": serving.KeyPEM} {
+		if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	p.CAPEM = ca.CertPEM
+	args := []string{"serve", "--kubeconfig", opts.Kubeconfig, "--cert-dir", certDir, "--namespace", Namespace,
+		"--cert-mode", "cert-manager", "--config-poll-interval", "300ms"}
+	if opts.Config != "" {
+		p.ConfigPath = filepath.Join(dir, "config.yaml")
+		if err := os.WriteFile(p.ConfigPath, []byte(opts.Config), 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "--config", p.ConfigPath)
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	p.URL = fmt.Sprintf("https://127.0.0.1:%d", ports[0])
+	p.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
+	p.HealthURL = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	args = append(args, "--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(ports[0]),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]))
+	args = append(args, opts.ExtraArgs...)
+
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	logs := opts.Logs
+	if logs == nil {
+		if p.logFile, err = os.Create(filepath.Join(dir, "serve.log")); err != nil {
+			return nil, err
+		}
+		logs = p.logFile
+	}
+	p.cmd.Stdout, p.cmd.Stderr = logs, logs
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.done)
+	}()
+	if err := p.waitReady(ctx, 60*time.Second); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, p.LogTail())
+	}
+	ok = true
+	return p, nil
+}
+
+func (p *Portreeve) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		select {
+		case <-p.done:
+			return fmt.Errorf("portreeve serve exited: %v", p.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("portreeve serve not ready: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := http.Get(p.HealthURL + "/readyz")
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return nil
+		}
+	}
+}
+
+// LogTail returns the end of the server's log (when it logs to its file).
+func (p *Portreeve) LogTail() string {
+	if p.logFile == nil {
+		return ""
+	}
+	b, err := os.ReadFile(p.logFile.Name())
+	if err != nil {
+		return ""
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return "--- portreeve serve log (tail) ---\n" + string(b)
+}
+
+// Stop ends the server (SIGTERM, then SIGKILL) and removes its files.
+func (p *Portreeve) Stop() error {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	}
+	if p.logFile != nil {
+		p.logFile.Close()
+	}
+	return os.RemoveAll(p.Dir)
+}
+
+// Stopped is closed when the server has exited.
+func (p *Portreeve) Stopped() <-chan struct{} { return p.done }
+
+// Client is an HTTPS client that trusts the serving CA.
+func (p *Portreeve) Client() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.CAPEM)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+}
+
+// Metrics returns the metrics page.
+func (p *Portreeve) Metrics() (string, error) {
+	resp, err := http.Get(p.MetricsURL)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// SetConfig replaces the policy configuration file (serve reloads it).
+func (p *Portreeve) SetConfig(config string) error {
+	if p.ConfigPath == "" {
+		return errors.New("started without a config file")
+	}
+	tmp := p.ConfigPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(config), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p.ConfigPath)
+}
+
+// Binary returns the portreeve binary: path, $PORTREEVE_BINARY, or a fresh build.
+func Binary(path string) (string, error) {
+	if path == "" {
+		path = os.Getenv("PORTREEVE_BINARY")
+	}
+	if path != "" {
+		if _, err := os.Stat(path); err != nil {
+			return "", fmt.Errorf("portreeve binary: %w", err)
+		}
+		return path, nil
+	}
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(root, "bin", "portreeve")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/portreeve")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build portreeve: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+// WebhookValues are the chart values that point the webhook configurations at p.
+func (p *Portreeve) WebhookValues() []string {
+	return []string{
+		"--set", "webhook.url=" + p.URL,
+		"--set", "webhook.caBundle=" + base64.StdEncoding.EncodeToString(p.CAPEM),
+	}
+}
+
+// RenderWebhooks renders the chart's two webhook configurations (with extra
+// helm arguments such as --set webhook.validating.failurePolicy=Ignore).
+func RenderWebhooks(ctx context.Context, cp *controlplane.ControlPlane, values ...string) (string, error) {
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	args := append([]string{"template", ReleaseName, filepath.Join(root, "charts", "portreeve"),
+		"--namespace", Namespace,
+		"--show-only", "templates/validatingwebhookconfiguration.yaml",
+		"--show-only", "templates/mutatingwebhookconfiguration.yaml"}, values...)
+	out, stderr, err := cp.Helm(ctx, args...)
+	if err != nil {
+		return "", fmt.Errorf("helm template: %v: %s", err, stderr)
+	}
+	return out, nil
+}
+
+// RegisterWebhooks applies the chart's webhook configurations pointed at p,
+// and waits until the apiserver calls them.
+func (p *Portreeve) RegisterWebhooks(ctx context.Context, cp *controlplane.ControlPlane, values ...string) error {
+	manifest, err := RenderWebhooks(ctx, cp, append(p.WebhookValues(), values...)...)
+	if err != nil {
+		return err
+	}
+	if _, stderr, err := cp.KubectlStdin(ctx, strings.NewReader(manifest), "apply", "-f", "-"); err != nil {
+		return fmt.Errorf("kubectl apply webhooks: %v: %s", err, stderr)
+	}
+	return nil
+}
+
+// WaitForWebhook retries a server-side dry-run create of a hostNetwork pod in
+// namespace until the validating webhook denies it (the apiserver's webhook
+// configuration cache is eventually consistent).
+func WaitForWebhook(ctx context.Context, cp *controlplane.ControlPlane, namespace string) error {
+	pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"portreeve-probe"},"spec":{"hostNetwork":true,"containers":[{"name":"c","image":"x"}]}}`
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, stderr, err := cp.KubectlStdin(ctx, bytes.NewReader([]byte(pod)), "create", "--dry-run=server", "-n", namespace, "-f", "-")
+		if err != nil && strings.Contains(stderr, "host-network") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("webhook not called within 30s (last: err=%v stderr=%s)", err, stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
