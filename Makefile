@@ -5,6 +5,8 @@ SHELL := /usr/bin/env bash -o errexit -o pipefail -o nounset
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/portreeve
+IMAGE ?= portreeve/portreeve
+ARCH ?= $(shell go env GOARCH)
 FUZZTIME ?= 5s
 # Packages that need no control plane.
 UNIT_PKGS := ./cmd/... ./policies/... ./webhook/... ./certs/...
@@ -16,6 +18,14 @@ help: ## Show this help
 .PHONY: build
 build: ## Build bin/portreeve (static)
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/portreeve
+
+.PHONY: image
+image: ## Build the OCI image without a Docker engine: _output/image/oci (OCI layout) and portreeve.tar
+	cd hack/image && go run . --out $(CURDIR)/_output/image --tag $(IMAGE):$(VERSION) --arch $(ARCH) --ldflags '$(LDFLAGS)'
+
+.PHONY: test-image
+test-image: ## Build the image and check it: one layer with the static binary, non-root user, the chart's entrypoint
+	cd hack/image && go vet ./... && go test -count=1 ./...
 
 .PHONY: tools
 tools: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager and helm from Go modules (cached)
@@ -46,7 +56,7 @@ test-e2e: tools build ## Tests against a real kube-apiserver (and kubectl, helm)
 	  test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: test
-test: lint test-unit test-e2e ## Everything: lint, unit, Rego, fuzz and end-to-end tests
+test: lint test-unit test-image test-e2e ## Everything: lint, unit, Rego, fuzz and end-to-end tests
 
 .PHONY: bench
 bench: ## Benchmarks of the engine and the handler
@@ -58,4 +68,4 @@ demo: tools build ## Run the seed cases through a local control plane (KEEP=1 le
 
 .PHONY: clean
 clean: ## Remove build output (not the tools cache)
-	rm -rf bin
+	rm -rf bin _output

@@ -11,6 +11,9 @@ set -euo pipefail
 K8S_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
 HELM_VERSION=v3.22.0
+# cert-manager's controllers and cainjector are programs of this project
+# (hack/tools/certmanager) that import cert-manager's library module; its
+# version is pinned in that module's go.mod.
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 # Outside the clone by default, so a fresh clone (CI) reuses the binaries.
@@ -53,5 +56,20 @@ for t in $k8s_tools; do
 done
 build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"
 build helm helm helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+
+# The cert-manager programs are the project's own source: rebuild them when
+# their module (go.mod, go.sum, *.go) changes, not only when they are missing.
+certmanager_stamp() {
+  (cd "$root/hack/tools/certmanager" && find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort |
+    xargs sha256sum | sha256sum | cut -d' ' -f1)
+}
+stamp=$bindir/.cert-manager.stamp
+want=$(certmanager_stamp)
+if [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; then
+  rm -f "$bindir/cert-manager-controller" "$bindir/cert-manager-cainjector"
+fi
+build cert-manager-controller certmanager ./controller "-s -w"
+build cert-manager-cainjector certmanager ./cainjector "-s -w"
+echo "$want" >"$stamp"
 
 echo "$bindir"

@@ -6,12 +6,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/types"
 )
 
 const rulesPackagePrefix = "data.portreeve.rules."
@@ -40,7 +45,29 @@ type RuleInfo struct {
 	Description string `json:"description"`
 	Mode        Mode   `json:"mode"`
 	Builtin     bool   `json:"builtin"`
+	// DefaultMode is the mode from the METADATA annotation custom.mode, used
+	// when the configuration names none ("" means deny).
+	DefaultMode Mode `json:"defaultMode,omitempty"`
+	// FailurePolicy (custom.failurePolicy: deny or ignore; default deny) says
+	// what an evaluation error of this rule does to its decision.
+	FailurePolicy FailurePolicy `json:"failurePolicy"`
+	// File is the module that declares the rule package (the first, if several do).
+	File string `json:"file,omitempty"`
 }
+
+// FailurePolicy says what a rule that fails to evaluate decides.
+type FailurePolicy string
+
+// The failure policies.
+const (
+	// FailDeny turns the error into a finding of the rule (a denial in deny mode).
+	FailDeny FailurePolicy = "deny"
+	// FailIgnore drops the rule's findings for that request.
+	FailIgnore FailurePolicy = "ignore"
+)
+
+// DefaultEvalTimeout is the time budget of one evaluation when Options.EvalTimeout is 0.
+const DefaultEvalTimeout = 500 * time.Millisecond
 
 // Finding is one result of a rule: a violation or a warning.
 type Finding struct {
@@ -77,6 +104,9 @@ type Decision struct {
 	Warnings []Finding
 	// DryRun findings are only recorded.
 	DryRun []Finding
+	// Errors lists the rules that failed to evaluate; their failure policy
+	// decided what they contribute to the buckets above.
+	Errors []RuleError
 }
 
 // Allowed is true when no rule denies.
@@ -96,8 +126,16 @@ type Rewrite struct {
 type Engine struct {
 	config   *Config
 	rules    []RuleInfo
+	compiler *ast.Compiler
+	store    storage.Store
 	findings rego.PreparedEvalQuery
 	rewrites rego.PreparedEvalQuery
+	budget   time.Duration
+	tracer   topdown.QueryTracer
+	onError  func(RuleError)
+	// perRule holds the queries that evaluate one rule at a time, prepared on
+	// first use: only needed to isolate a rule that fails.
+	perRule map[string]*ruleQueries
 }
 
 // Options configure New.
@@ -106,6 +144,13 @@ type Options struct {
 	Config *Config
 	// Modules are extra Rego modules (file name to source) that join the built-in ones.
 	Modules map[string]string
+	// EvalTimeout bounds each evaluation of the rules (DefaultEvalTimeout when
+	// 0, no bound when negative). A rule still running when it ends has failed.
+	EvalTimeout time.Duration
+	// OnRuleError is called for each rule that fails to evaluate (logging, metrics).
+	OnRuleError func(RuleError)
+	// Tracer receives evaluation events (coverage in portreeve test); nil in serve.
+	Tracer topdown.QueryTracer
 }
 
 // New parses, compiles and prepares the rules once.
@@ -118,13 +163,23 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	rules := discoverRules(compiler, builtinIDs, cfg)
+	rules, err := discoverRules(compiler, builtinIDs)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOutputTypes(compiler, rules); err != nil {
+		return nil, err
+	}
 	ids := make([]string, len(rules))
 	for i, r := range rules {
 		ids[i] = r.ID
 	}
 	if err := cfg.Validate(ids); err != nil {
 		return nil, err
+	}
+	cfg = withDefaultModes(cfg, rules)
+	for i := range rules {
+		rules[i].Mode = cfg.Mode(rules[i].ID)
 	}
 	store := inmem.NewFromObject(map[string]any{"portreeve": map[string]any{"config": cfg.Data(ids)}})
 	prepare := func(query string) (rego.PreparedEvalQuery, error) {
@@ -135,7 +190,17 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 			rego.Capabilities(Capabilities()),
 		).PrepareForEval(ctx)
 	}
-	e := &Engine{config: cfg, rules: rules}
+	e := &Engine{
+		config: cfg, rules: rules, compiler: compiler, store: store,
+		budget: opts.EvalTimeout, tracer: opts.Tracer, onError: opts.OnRuleError,
+		perRule: make(map[string]*ruleQueries, len(rules)),
+	}
+	if e.budget == 0 {
+		e.budget = DefaultEvalTimeout
+	}
+	for _, r := range rules {
+		e.perRule[r.ID] = &ruleQueries{}
+	}
 	if e.findings, err = prepare("data.portreeve.main.findings"); err != nil {
 		return nil, fmt.Errorf("prepare findings query: %w", err)
 	}
@@ -177,12 +242,8 @@ func Compile(extra map[string]string) (*ast.Compiler, []string, error) {
 		if err := parse(name, extra[name]); err != nil {
 			return nil, nil, err
 		}
-		if id, ok := ruleID(modules[name]); ok && slices.Contains(builtinIDs, id) {
-			return nil, nil, fmt.Errorf("%s: package %s shadows the built-in rule %q", name, modules[name].Package.Path, id)
-		}
-		if strings.HasPrefix(modules[name].Package.Path.String(), "data.portreeve.lib") ||
-			modules[name].Package.Path.String() == "data.portreeve.main" {
-			return nil, nil, fmt.Errorf("%s: package %s is reserved for Portreeve", name, modules[name].Package.Path)
+		if err := checkCustomPackage(name, modules[name], builtinIDs); err != nil {
+			return nil, nil, err
 		}
 	}
 	compiler := ast.NewCompiler().
@@ -193,6 +254,34 @@ func Compile(extra map[string]string) (*ast.Compiler, []string, error) {
 		return nil, nil, compileError(compiler.Errors)
 	}
 	return compiler, builtinIDs, nil
+}
+
+// rulePackageName is what a custom rule package's last segment must look like.
+var rulePackageName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// checkCustomPackage rejects a custom module whose package shadows a built-in
+// rule or takes a name Portreeve reserves: under data.portreeve only
+// data.portreeve.rules.<name> (and packages below it) are open to authors.
+func checkCustomPackage(file string, m *ast.Module, builtinIDs []string) error {
+	path := m.Package.Path.String()
+	where := fmt.Sprintf("%s:%d", file, m.Package.Location.Row)
+	if path != "data.portreeve" && !strings.HasPrefix(path, "data.portreeve.") {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(path, rulesPackagePrefix)
+	if !ok {
+		return fmt.Errorf("%s: package %s is reserved for Portreeve (custom rules go in package portreeve.rules.<name>)",
+			where, strings.TrimPrefix(path, "data."))
+	}
+	name, _, _ := strings.Cut(rest, ".")
+	if !rulePackageName.MatchString(name) {
+		return fmt.Errorf("%s: rule package name %q must be lower case letters, digits and underscores, starting with a letter",
+			where, name)
+	}
+	if id := strings.ReplaceAll(name, "_", "-"); slices.Contains(builtinIDs, id) {
+		return fmt.Errorf("%s: package %s shadows the built-in rule %q", where, strings.TrimPrefix(path, "data."), id)
+	}
+	return nil
 }
 
 func compileError(errs ast.Errors) error {
@@ -216,16 +305,18 @@ func ruleID(m *ast.Module) (string, bool) {
 	return strings.ReplaceAll(rest, "_", "-"), true
 }
 
-func discoverRules(c *ast.Compiler, builtinIDs []string, cfg *Config) []RuleInfo {
+func discoverRules(c *ast.Compiler, builtinIDs []string) ([]RuleInfo, error) {
 	byID := map[string]*RuleInfo{}
-	for _, m := range c.Modules {
+	var errs []error
+	for _, name := range sortedKeys(c.Modules) {
+		m := c.Modules[name]
 		id, ok := ruleID(m)
 		if !ok {
 			continue
 		}
 		info := byID[id]
 		if info == nil {
-			info = &RuleInfo{ID: id, Builtin: slices.Contains(builtinIDs, id), Mode: cfg.Mode(id)}
+			info = &RuleInfo{ID: id, Builtin: slices.Contains(builtinIDs, id), FailurePolicy: FailDeny, File: name}
 			byID[id] = info
 		}
 		for _, a := range m.Annotations {
@@ -238,11 +329,108 @@ func discoverRules(c *ast.Compiler, builtinIDs []string, cfg *Config) []RuleInfo
 			if a.Description != "" {
 				info.Description = strings.TrimSpace(a.Description)
 			}
+			if err := readCustom(info, a); err != nil {
+				errs = append(errs, fmt.Errorf("%s:%d: rule %s: %w", name, a.Location.Row, id, err))
+			}
 		}
 	}
 	out := make([]RuleInfo, 0, len(byID))
 	for _, id := range sortedKeys(byID) {
 		out = append(out, *byID[id])
+	}
+	return out, errors.Join(errs...)
+}
+
+// checkOutputTypes rejects a custom rule whose deny, warn or rewrite is, by
+// the type checker's inference, not a set that can hold objects: such
+// findings would never reach the engine.
+func checkOutputTypes(c *ast.Compiler, rules []RuleInfo) error {
+	var errs []error
+	for _, r := range rules {
+		if r.Builtin {
+			continue
+		}
+		pkg := rulesPackagePrefix + strings.ReplaceAll(r.ID, "-", "_")
+		for _, out := range []string{"deny", "warn", "rewrite"} {
+			t := c.TypeEnv.GetByRef(ast.MustParseRef(pkg + "." + out))
+			if t == nil || types.Nil(t) {
+				continue
+			}
+			if _, isSet := t.(*types.Set); !isSet {
+				if _, isAny := t.(types.Any); !isAny {
+					errs = append(errs, fmt.Errorf("%s: rule %s: %s must be a set (%s contains {...} if ...), not %s",
+						r.File, r.ID, out, out, t))
+				}
+				continue
+			}
+			if !mayBeObject(types.Values(t)) {
+				errs = append(errs, fmt.Errorf("%s: rule %s: %s must hold objects such as {\"msg\": ...}, not %s",
+					r.File, r.ID, out, types.Values(t)))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func mayBeObject(t types.Type) bool {
+	switch t := t.(type) {
+	case nil, *types.Object:
+		return true
+	case types.Any:
+		if len(t) == 0 {
+			return true
+		}
+		for _, x := range t {
+			if mayBeObject(x) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readCustom reads the METADATA custom keys Portreeve knows: mode and failurePolicy.
+func readCustom(info *RuleInfo, a *ast.Annotations) error {
+	if v, ok := a.Custom["mode"]; ok {
+		m, _ := v.(string)
+		if !slices.Contains(modes, Mode(m)) {
+			return fmt.Errorf("custom.mode must be one of deny, warn, dryrun, rewrite, off; got %v", v)
+		}
+		info.DefaultMode = Mode(m)
+	}
+	if v, ok := a.Custom["failurePolicy"]; ok {
+		p, _ := v.(string)
+		if p != string(FailDeny) && p != string(FailIgnore) {
+			return fmt.Errorf("custom.failurePolicy must be deny or ignore; got %v", v)
+		}
+		info.FailurePolicy = FailurePolicy(p)
+	}
+	return nil
+}
+
+// withDefaultModes returns cfg with each rule's default mode (from its
+// metadata) filled in where cfg names no mode; cfg itself is not changed.
+func withDefaultModes(cfg *Config, rules []RuleInfo) *Config {
+	var out *Config
+	for _, r := range rules {
+		if r.DefaultMode == "" {
+			continue
+		}
+		if _, set := cfg.Rules[r.ID]; set {
+			continue
+		}
+		if out == nil {
+			c := *cfg
+			c.Rules = make(map[string]RuleConfig, len(cfg.Rules)+1)
+			for k, v := range cfg.Rules {
+				c.Rules[k] = v
+			}
+			out = &c
+		}
+		out.Rules[r.ID] = RuleConfig{Mode: r.DefaultMode}
+	}
+	if out == nil {
+		return cfg
 	}
 	return out
 }
@@ -254,33 +442,46 @@ func (e *Engine) Rules() []RuleInfo { return slices.Clone(e.rules) }
 func (e *Engine) Config() *Config { return e.config }
 
 // Evaluate runs every rule against the input and sorts the findings by mode.
+// A rule that fails (an evaluation error, the time budget, a malformed
+// finding) fails alone: its failure policy decides, the other rules' findings
+// stand.
 func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 	var d Decision
-	rs, err := e.eval(ctx, e.findings, in)
+	rs, failed, err := e.evalIsolated(ctx, in, queryFindings)
 	if err != nil {
 		return d, err
 	}
+	findings := make([]Finding, 0, len(rs))
+	types := make([]string, 0, len(rs))
 	for _, raw := range rs {
-		m, ok := raw.(map[string]any)
-		if !ok {
-			return d, fmt.Errorf("rule finding is not an object: %v", raw)
-		}
+		m, _ := raw.(map[string]any)
 		f := Finding{Rule: str(m["rule"]), Message: str(m["msg"]), Field: str(m["field"]), Fix: str(m["fix"])}
-		if f.Message == "" {
-			return d, fmt.Errorf("rule %s returned a finding without msg: %v", f.Rule, raw)
+		if bad := findingProblem(m); bad != "" {
+			failed = addFailure(failed, f.Rule, fmt.Errorf("%s: %v", bad, raw))
+			continue
 		}
-		if str(m["type"]) == "warn" {
+		findings = append(findings, f)
+		types = append(types, str(m["type"]))
+	}
+	for i, f := range findings {
+		if _, bad := failed[f.Rule]; bad {
+			continue
+		}
+		if types[i] == "warn" {
 			d.Warnings = append(d.Warnings, f)
 			continue
 		}
-		switch e.config.Mode(f.Rule) {
-		case ModeWarn:
-			d.Warnings = append(d.Warnings, f)
-		case ModeDryRun:
-			d.DryRun = append(d.DryRun, f)
-		case ModeOff:
-		default: // deny, and rewrite: what reaches validation unrewritten is refused
-			d.Violations = append(d.Violations, f)
+		e.bucket(&d, f)
+	}
+	for _, id := range sortedKeys(failed) {
+		re := e.ruleError(id, failed[id])
+		d.Errors = append(d.Errors, re)
+		if re.FailurePolicy == FailDeny {
+			e.bucket(&d, Finding{
+				Rule:    id,
+				Message: "the rule failed to evaluate and its failure policy is deny: " + re.Err.Error(),
+				Fix:     "ask a cluster admin to fix the rule",
+			})
 		}
 	}
 	sortFindings(d.Violations)
@@ -289,32 +490,56 @@ func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 	return d, nil
 }
 
+// bucket files a deny finding by its rule's mode.
+func (e *Engine) bucket(d *Decision, f Finding) {
+	switch e.config.Mode(f.Rule) {
+	case ModeWarn:
+		d.Warnings = append(d.Warnings, f)
+	case ModeDryRun:
+		d.DryRun = append(d.DryRun, f)
+	case ModeOff:
+	default: // deny, and rewrite: what reaches validation unrewritten is refused
+		d.Violations = append(d.Violations, f)
+	}
+}
+
+// findingProblem says what is wrong with a finding, or "".
+func findingProblem(m map[string]any) string {
+	switch {
+	case m == nil:
+		return "finding is not an object"
+	case str(m["msg"]) == "":
+		return "finding has no msg"
+	}
+	for _, k := range []string{"field", "fix"} {
+		if _, ok := m[k].(string); m[k] != nil && !ok {
+			return "finding's " + k + " is not a string"
+		}
+	}
+	return ""
+}
+
 // Rewrites returns the JSON Patch operations that rules in rewrite mode ask
-// for, sorted by path and rule. The caller applies and checks them.
+// for, sorted by path and rule. The caller applies and checks them. A rule
+// that fails, or asks for a malformed rewrite, contributes no rewrites.
 func (e *Engine) Rewrites(ctx context.Context, in *Input) ([]Rewrite, error) {
-	rs, err := e.eval(ctx, e.rewrites, in)
+	rs, failed, err := e.evalIsolated(ctx, in, queryRewrites)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Rewrite, 0, len(rs))
 	for _, raw := range rs {
-		m, ok := raw.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("rewrite is not an object: %v", raw)
-		}
+		m, _ := raw.(map[string]any)
 		r := Rewrite{Rule: str(m["rule"]), Op: str(m["op"]), Path: str(m["path"]), Value: m["value"], Reason: str(m["reason"])}
-		switch r.Op {
-		case "add", "replace", "remove":
-		default:
-			return nil, fmt.Errorf("rule %s: rewrite op must be add, replace or remove, got %q", r.Rule, r.Op)
-		}
-		if !strings.HasPrefix(r.Path, "/spec/") {
-			return nil, fmt.Errorf("rule %s: rewrite path must lie under /spec, got %q", r.Rule, r.Path)
-		}
-		if r.Reason == "" {
-			return nil, fmt.Errorf("rule %s: rewrite of %s has no reason", r.Rule, r.Path)
+		if err := rewriteProblem(m, r); err != nil {
+			failed = addFailure(failed, r.Rule, err)
+			continue
 		}
 		out = append(out, r)
+	}
+	for _, id := range sortedKeys(failed) {
+		e.ruleError(id, failed[id])
+		out = slices.DeleteFunc(out, func(r Rewrite) bool { return r.Rule == id })
 	}
 	slices.SortFunc(out, func(a, b Rewrite) int {
 		if c := strings.Compare(a.Path, b.Path); c != 0 {
@@ -328,24 +553,50 @@ func (e *Engine) Rewrites(ctx context.Context, in *Input) ([]Rewrite, error) {
 	return out, nil
 }
 
-func (e *Engine) eval(ctx context.Context, q rego.PreparedEvalQuery, in *Input) ([]any, error) {
+func rewriteProblem(m map[string]any, r Rewrite) error {
+	if m == nil {
+		return errors.New("rewrite is not an object")
+	}
+	switch r.Op {
+	case "add", "replace", "remove":
+	default:
+		return fmt.Errorf("rewrite op must be add, replace or remove, got %q", r.Op)
+	}
+	if !strings.HasPrefix(r.Path, "/spec/") {
+		return fmt.Errorf("rewrite path must lie under /spec, got %q", r.Path)
+	}
+	if r.Reason == "" {
+		return fmt.Errorf("rewrite of %s has no reason", r.Path)
+	}
+	return nil
+}
+
+// Query evaluates any query against the engine's modules and configuration
+// with this input, and returns the value of its first expression (nil when
+// undefined). It prepares the query on each call: for offline tools only.
+func (e *Engine) Query(ctx context.Context, query string, in *Input) (any, error) {
 	v, err := in.value()
 	if err != nil {
 		return nil, fmt.Errorf("convert input: %w", err)
 	}
-	rs, err := q.Eval(ctx, rego.EvalParsedInput(v))
+	rs, err := rego.New(
+		rego.Query(query),
+		rego.Compiler(e.compiler),
+		rego.Store(e.store),
+		rego.Capabilities(Capabilities()),
+		rego.ParsedInput(v),
+	).Eval(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("evaluate rules: %w", err)
+		return nil, err
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return nil, nil
 	}
-	set, ok := rs[0].Expressions[0].Value.([]any)
-	if !ok {
-		return nil, fmt.Errorf("rules returned %T, want a set", rs[0].Expressions[0].Value)
-	}
-	return set, nil
+	return rs[0].Expressions[0].Value, nil
 }
+
+// Modules returns the parsed modules the engine evaluates, by file name.
+func (e *Engine) Modules() map[string]*ast.Module { return e.compiler.Modules }
 
 func sortFindings(fs []Finding) {
 	slices.SortFunc(fs, func(a, b Finding) int {
@@ -362,6 +613,23 @@ func sortFindings(fs []Finding) {
 func str(v any) string {
 	s, _ := v.(string)
 	return s
+}
+
+// CustomRuleIDs lists the ids of the rule packages that modules declare,
+// sorted (modules that do not parse are skipped: New reports them).
+func CustomRuleIDs(modules map[string]string) []string {
+	var ids []string
+	for name, src := range modules {
+		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			continue
+		}
+		if id, ok := ruleID(m); ok && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // RuleIDs lists the ids of the built-in rules.

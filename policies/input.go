@@ -24,6 +24,10 @@ type Input struct {
 	// Pod is the pod spec of a Pod or of a workload's pod template, defaulted
 	// as the apiserver defaults Pods; nil for other kinds.
 	Pod *PodView `json:"pod,omitempty"`
+	// Facts are what the cluster already holds that concerns this object:
+	// conflicts with other objects and free ports. Always present in Rego;
+	// nil here becomes {"ready": false} (no inventory, e.g. `portreeve eval`).
+	Facts *Facts `json:"facts"`
 }
 
 // GroupVersionKind names a kind of object.
@@ -82,5 +86,6 @@ func (in *Input) value() (ast.Value, error) {
 			"serviceAccount": in.Pod.ServiceAccount,
 		}
 	}
+	m["facts"] = in.Facts.value()
 	return ast.InterfaceToValue(m)
 }

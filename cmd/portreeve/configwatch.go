@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -16,49 +20,78 @@ import (
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
-// configWatcher reloads the policy configuration file when it changes. A
-// configuration that does not parse, validate or compile never replaces the
-// last good one: the error is logged, counted and shown on /readyz details,
-// while the last good engine keeps serving.
+// configWatcher reloads the policy configuration file and the custom modules
+// of --policy-dir when they change. A configuration or a module set that does
+// not parse, validate or compile never replaces the last good one: the error
+// is logged (with file, line and reason), counted, and shown on
+// /readyz/config or /readyz/policies, while the last good engine keeps
+// serving. The aggregate /readyz stays ready meanwhile: Portreeve serves.
 type configWatcher struct {
-	path     string
-	interval time.Duration
+	opts     *serveOptions
 	reviewer *review.Reviewer
-	reloads  *prometheus.CounterVec
+	onError  func(policies.RuleError)
 
-	mu      sync.Mutex
-	last    []byte
-	lastErr error
+	configReloads *prometheus.CounterVec
+	policyReloads *prometheus.CounterVec
+	policyOK      prometheus.Gauge
+	customModules prometheus.Gauge
+
+	mu sync.Mutex
+	// good is the set the reviewer serves.
+	good *policySet
+	// lastConfig and lastModules are what was last read from disk.
+	lastConfig  []byte
+	lastModules map[string]string
+	configErr   error
+	policyErr   error
+	// configReadErr and policyReadErr are set while a file cannot be read.
+	configReadErr error
+	policyReadErr error
 }
 
-func newConfigWatcher(path string, interval time.Duration, r *review.Reviewer, reg prometheus.Registerer) (*configWatcher, error) {
+func newConfigWatcher(o *serveOptions, good *policySet, r *review.Reviewer, onError func(policies.RuleError), reg prometheus.Registerer) (*configWatcher, error) {
 	w := &configWatcher{
-		path:     path,
-		interval: interval,
-		reviewer: r,
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+		opts:        o,
+		reviewer:    r,
+		onError:     onError,
+		good:        good,
+		lastConfig:  good.configBytes,
+		lastModules: good.modules,
+		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portreeve_config_reloads_total",
 			Help: "Reloads of the policy configuration by result (success, failure).",
 		}, []string{"result"}),
+		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portreeve_policy_reloads_total",
+			Help: "Reloads of the custom Rego modules of --policy-dir by result (success, failure).",
+		}, []string{"result"}),
+		policyOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portreeve_policy_last_reload_successful",
+			Help: "1 when the custom modules on disk are the ones served, 0 while they are rejected (the last good set serves).",
+		}),
+		customModules: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portreeve_policy_custom_modules",
+			Help: "Number of custom Rego modules in the set being served.",
+		}),
 	}
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
+	w.policyOK.Set(1)
+	w.customModules.Set(float64(len(good.modules)))
+	for _, c := range []prometheus.Collector{w.configReloads, w.policyReloads, w.policyOK, w.customModules} {
+		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
-		w.last = b
 	}
-	return w, reg.Register(w.reloads)
+	return w, nil
 }
 
-// Start polls the file until ctx ends (manager.Runnable). The file is read
-// whole each time so a ConfigMap's symlink swap is seen as one change.
+// Start polls the files until ctx ends (manager.Runnable). Files are read
+// whole each time, so a ConfigMap's symlink swap is seen as one change.
 func (w *configWatcher) Start(ctx context.Context) error {
-	if w.path == "" {
+	if w.opts.ConfigPath == "" && w.opts.PolicyDir == "" {
 		<-ctx.Done()
 		return nil
 	}
-	t := time.NewTicker(w.interval)
+	t := time.NewTicker(w.opts.ConfigPollInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -71,51 +104,126 @@ func (w *configWatcher) Start(ctx context.Context) error {
 }
 
 func (w *configWatcher) check(ctx context.Context) {
-	log := ctrl.Log.WithName("config")
-	b, err := os.ReadFile(w.path)
+	log := ctrl.Log.WithName("policy")
+	var config []byte
+	var readConfigErr error
+	if w.opts.ConfigPath != "" {
+		config, readConfigErr = os.ReadFile(w.opts.ConfigPath)
+	}
+	modules, readModulesErr := readPolicyDir(w.opts.PolicyDir)
+
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err == nil && bytes.Equal(b, w.last) {
+	configChanged := readConfigErr == nil && !bytes.Equal(config, w.lastConfig)
+	modulesChanged := readModulesErr == nil && !maps.Equal(modules, w.lastModules)
+	w.reportReadError(log, "config", readConfigErr, &w.configReadErr, w.configReloads)
+	w.reportReadError(log, "policies", readModulesErr, &w.policyReadErr, w.policyReloads)
+	if !configChanged && !modulesChanged {
 		return
 	}
-	if err == nil {
-		var cfg *policies.Config
-		cfg, err = policies.ParseConfig(b, customRuleIDs(w.reviewer.Engine()))
-		if err == nil {
-			var e *policies.Engine
-			if e, err = policies.New(ctx, policies.Options{Config: cfg}); err == nil {
-				w.reviewer.SetEngine(e)
-			}
+	if configChanged {
+		w.lastConfig = config
+	}
+	next := *w.good
+	if modulesChanged {
+		w.lastModules = modules
+		// Judge the modules alone first, so that their errors are theirs.
+		if _, err := policies.New(ctx, policies.Options{Modules: modules}); err != nil {
+			w.policyErr = err
+			w.policyReloads.WithLabelValues("failure").Inc()
+			w.policyOK.Set(0)
+			log.Error(err, "custom rules rejected; the last good set keeps serving", "dir", w.opts.PolicyDir)
+		} else {
+			next.modules = modules
 		}
 	}
-	w.last = b
-	w.lastErr = err
-	if err != nil {
-		w.reloads.WithLabelValues("failure").Inc()
-		log.Error(err, "configuration not applied; the last good configuration keeps serving", "file", w.path)
+	// The configuration may name rules that only the new modules declare.
+	if configChanged || (modulesChanged && w.configErr != nil) {
+		cfg, err := parseConfig(w.lastConfig, next.modules)
+		if err != nil {
+			w.configErr = err
+			w.configReloads.WithLabelValues("failure").Inc()
+			log.Error(err, "configuration not applied; the last good configuration keeps serving", "file", w.opts.ConfigPath)
+		} else {
+			next.config, next.configBytes = cfg, w.lastConfig
+		}
+	}
+	newModules := !maps.Equal(next.modules, w.good.modules)
+	newConfig := !bytes.Equal(next.configBytes, w.good.configBytes)
+	if !newModules && !newConfig {
 		return
 	}
-	w.reloads.WithLabelValues("success").Inc()
-	log.Info("configuration reloaded", "file", w.path)
+	e, err := w.opts.newEngine(ctx, &next, w.onError)
+	if err != nil {
+		// Each part compiled alone: together they disagree, e.g. the
+		// configuration names a rule the new modules dropped.
+		if newModules {
+			w.policyErr = err
+			w.policyReloads.WithLabelValues("failure").Inc()
+			w.policyOK.Set(0)
+		} else {
+			w.configErr = err
+			w.configReloads.WithLabelValues("failure").Inc()
+		}
+		log.Error(err, "policy set not applied; the last good set keeps serving")
+		return
+	}
+	w.reviewer.SetEngine(e)
+	w.good = &next
+	if newModules {
+		w.policyErr = nil
+		w.policyReloads.WithLabelValues("success").Inc()
+		w.policyOK.Set(1)
+		w.customModules.Set(float64(len(next.modules)))
+		log.Info("custom rules reloaded", "dir", w.opts.PolicyDir, "modules", len(next.modules), "rules", strings.Join(policies.CustomRuleIDs(next.modules), ","))
+	}
+	if newConfig {
+		w.configErr = nil
+		w.configReloads.WithLabelValues("success").Inc()
+		log.Info("configuration reloaded", "file", w.opts.ConfigPath)
+	}
 }
 
-// ReadyCheck reports a rejected configuration. Portreeve stays ready (it
-// serves the last good configuration); the detail shows on /readyz?verbose.
-func (w *configWatcher) ReadyCheck(_ *http.Request) error {
+// reportReadError records an unreadable file or folder once per distinct error.
+func (w *configWatcher) reportReadError(log logr.Logger, what string, err error, last *error, reloads *prometheus.CounterVec) {
+	if err == nil {
+		*last = nil
+		return
+	}
+	if *last != nil && (*last).Error() == err.Error() {
+		return
+	}
+	*last = err
+	reloads.WithLabelValues("failure").Inc()
+	if what == "policies" {
+		w.policyOK.Set(0)
+	}
+	log.Error(err, what+" unreadable; the last good set keeps serving")
+}
+
+// ReadyCheck is the "config" readiness check; see readyDetail.
+func (w *configWatcher) ReadyCheck(req *http.Request) error {
+	return w.readyDetail(req, "config", func() error { return errors.Join(w.configReadErr, w.configErr) })
+}
+
+// PoliciesReadyCheck is the "policies" readiness check; see readyDetail.
+func (w *configWatcher) PoliciesReadyCheck(req *http.Request) error {
+	return w.readyDetail(req, "policies", func() error { return errors.Join(w.policyReadErr, w.policyErr) })
+}
+
+// readyDetail keeps Portreeve ready while a rejected file waits for a fix
+// (the last good set serves), but answers the check's own endpoint
+// (/readyz/<name>) with 500 and the reason, so that the error can be seen
+// without reading the logs.
+func (w *configWatcher) readyDetail(req *http.Request, name string, lastErr func() error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.reviewer.Engine() == nil {
-		return errors.New("no configuration loaded")
+		return errors.New("no policy set loaded")
 	}
-	return nil
-}
-
-func customRuleIDs(e *policies.Engine) []string {
-	var ids []string
-	for _, r := range e.Rules() {
-		if !r.Builtin {
-			ids = append(ids, r.ID)
-		}
+	err := lastErr()
+	if err == nil || strings.Trim(req.URL.Path, "/") != name {
+		return nil
 	}
-	return ids
+	return fmt.Errorf("rejected, the last good set keeps serving: %w", err)
 }

@@ -43,5 +43,6 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newEvalCommand(), newRulesCommand(), newVersionCommand())
+	root.AddCommand(newTestCommand(), newExplainCommand())
 	return root
 }

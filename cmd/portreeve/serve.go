@@ -29,8 +29,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	"github.com/portreeve/portreeve/policies"
 	portreevewebhook "github.com/portreeve/portreeve/webhook"
+	"github.com/portreeve/portreeve/webhook/inventory"
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
@@ -57,7 +57,12 @@ type serveOptions struct {
 	CertExtraDNSNames  []string
 	CertExtraIPs       []string
 	EnableHTTP2        bool
-	zap                zap.Options
+	// NodePortRange is the cluster's --service-node-port-range; InventoryNotReady
+	// says what requests that need the inventory get before it synced.
+	NodePortRange     string
+	InventoryNotReady string
+	authoringOptions
+	zap zap.Options
 }
 
 func newServeOptions() *serveOptions {
@@ -72,6 +77,9 @@ func newServeOptions() *serveOptions {
 		CertMode:           "cert-manager",
 		CAValidity:         5 * 365 * 24 * time.Hour,
 		CertValidity:       365 * 24 * time.Hour,
+		NodePortRange:      "30000-32767",
+		InventoryNotReady:  inventory.NotReadyDeny,
+		authoringOptions:   defaultAuthoringOptions(),
 	}
 }
 
@@ -97,6 +105,9 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.CertExtraDNSNames, "cert-dns-names", nil, "self-signed mode: extra DNS names for the serving certificate")
 	fs.StringSliceVar(&o.CertExtraIPs, "cert-ip-addresses", nil, "self-signed mode: IP addresses for the serving certificate")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: HTTP/2 rapid reset)")
+	fs.StringVar(&o.NodePortRange, "node-port-range", o.NodePortRange, "the cluster's Service NodePort range (kube-apiserver --service-node-port-range): hostPorts inside it collide with NodePorts")
+	fs.StringVar(&o.InventoryNotReady, "inventory-not-ready", o.InventoryNotReady, "what requests that need the inventory of ports and hosts get before it has synced: deny (with a message saying so) or allow (judged without conflicts)")
+	o.authoringOptions.addFlags(fs)
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
 	o.zap.BindFlags(logFlags)
 	fs.AddGoFlagSet(logFlags)
@@ -124,6 +135,13 @@ func (o *serveOptions) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--cert-mode must be self-signed or cert-manager, got %q", o.CertMode))
 	}
+	if _, err := inventory.ParseNodePortRange(o.NodePortRange); err != nil {
+		errs = append(errs, fmt.Errorf("--node-port-range: %w", err))
+	}
+	if o.InventoryNotReady != inventory.NotReadyDeny && o.InventoryNotReady != inventory.NotReadyAllow {
+		errs = append(errs, fmt.Errorf("--inventory-not-ready must be deny or allow, got %q", o.InventoryNotReady))
+	}
+	errs = append(errs, o.authoringOptions.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -167,11 +185,15 @@ func restConfig(path string) (*rest.Config, error) {
 
 func serve(ctx context.Context, o *serveOptions) error {
 	log := ctrl.Log.WithName("serve")
-	cfg, err := loadConfig(o.ConfigPath)
+	ruleErrors, err := newRuleErrorReporter(ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	set, err := loadPolicySet(o.ConfigPath, o.PolicyDir)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	engine, err := policies.New(ctx, policies.Options{Config: cfg})
+	engine, err := o.newEngine(ctx, set, ruleErrors.Report)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -206,10 +228,17 @@ func serve(ctx context.Context, o *serveOptions) error {
 		WebhookServer:          server,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeAddress,
+		Cache:                  inventory.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	inv, err := setupInventory(ctx, mgr, o, reviewer)
+	if err != nil {
+		return err
+	}
+	// The manager starts the webhook server only once it has been asked for it.
+	server = mgr.GetWebhookServer()
 
 	recorder, err := portreevewebhook.NewPrometheusRecorder(ctrlmetrics.Registry)
 	if err != nil {
@@ -224,7 +253,7 @@ func serve(ctx context.Context, o *serveOptions) error {
 		Mutating: true, Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
 	}})
 
-	watcher, err := newConfigWatcher(o.ConfigPath, o.ConfigPollInterval, reviewer, ctrlmetrics.Registry)
+	watcher, err := newConfigWatcher(o, set, reviewer, ruleErrors.Report, ctrlmetrics.Registry)
 	if err != nil {
 		return err
 	}
@@ -239,9 +268,11 @@ func serve(ctx context.Context, o *serveOptions) error {
 			}
 			return nil
 		},
-		"config": watcher.ReadyCheck,
+		"config":    watcher.ReadyCheck,
+		"policies":  watcher.PoliciesReadyCheck,
+		"inventory": inv.ReadyCheck,
 	}
-	if err := setupCerts(mgr, o, readyChecks); err != nil {
+	if err := setupCerts(ctx, mgr, scheme, o, readyChecks); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -254,6 +285,18 @@ func serve(ctx context.Context, o *serveOptions) error {
 	}
 	log.Info("starting", "version", version, "rules", len(engine.Rules()), "exemptNamespaces", strings.Join(exempt, ","))
 	return mgr.Start(ctx)
+}
+
+// setupInventory starts the informers of the inventory of ports and hosts
+// with the manager's cache and hands its facts to the reviewer.
+func setupInventory(ctx context.Context, mgr manager.Manager, o *serveOptions, reviewer *review.Reviewer) (*inventory.Inventory, error) {
+	npr, _ := inventory.ParseNodePortRange(o.NodePortRange) // validated
+	inv := inventory.New(inventory.Options{NodePortRange: npr, NotReady: o.InventoryNotReady})
+	if err := inv.Register(ctx, mgr.GetCache()); err != nil {
+		return nil, err
+	}
+	reviewer.UseFacts(inv)
+	return inv, mgr.Add(inv)
 }
 
 // cachedNamespaces reads namespace labels from the manager's cache (metadata only).

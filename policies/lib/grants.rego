@@ -99,3 +99,59 @@ rule_listed(rules, id) if id in rules
 
 # subject describes the request's subject for messages.
 subject := sprintf("namespace %q", [input.namespace])
+
+# explanation lists every grant and exemption of the configuration with
+# whether it applies to the request and, when not, why (for portreeve explain).
+explanation := {
+	"grants": [explain(g) | some g in config.grants],
+	"exemptions": [explain(e) | some e in config.exemptions],
+}
+
+explain(s) := {"name": s.name, "applies": count(reasons) == 0, "reasons": reasons} if {
+	reasons := [r |
+		some r in [
+			namespace_reason(s.namespaces),
+			service_account_reason(s.serviceAccounts),
+			user_reason(s.users),
+			group_reason(s.groups),
+			expiry_reason(s),
+		]
+		r != ""
+	]
+}
+
+namespace_reason(patterns) := "" if namespaces_match(patterns)
+
+namespace_reason(patterns) := sprintf("other namespace: %q is not in %s", [input.namespace, concat(", ", patterns)]) if {
+	not namespaces_match(patterns)
+}
+
+service_account_reason(names) := "" if service_accounts_match(names)
+
+service_account_reason(names) := sprintf("other service account: %s, not %s", [
+	accounts_text, concat(", ", names),
+]) if {
+	not service_accounts_match(names)
+}
+
+accounts_text := "none" if count(service_accounts) == 0
+
+accounts_text := concat(", ", sort(service_accounts)) if count(service_accounts) > 0
+
+user_reason(names) := "" if users_match(names)
+
+user_reason(names) := sprintf("other user: %q is not in %s", [input.user.username, concat(", ", names)]) if {
+	not users_match(names)
+}
+
+group_reason(names) := "" if groups_match(names)
+
+group_reason(names) := sprintf("other groups: none of %s is in %s", [
+	concat(", ", object.get(input.user, "groups", [])), concat(", ", names),
+]) if {
+	not groups_match(names)
+}
+
+expiry_reason(s) := "" if not expired(s)
+
+expiry_reason(s) := sprintf("expired: %s", [s.expires]) if expired(s)

@@ -96,3 +96,28 @@ test_exempt if {
 	not exempt_with("host-ports", testing.exemption({"namespaces": ["team-a"], "expiresNs": testing.past_ns}))
 	exempt_with("host-ports", testing.exemption({"namespaces": ["team-a"], "expiresNs": testing.future_ns}))
 }
+
+test_explanation_says_why_each_grant_does_not_apply if {
+	gs := [
+		testing.grant({"name": "mine", "namespaces": ["team-a"]}),
+		testing.grant({"name": "other-ns", "namespaces": ["kube-system"]}),
+		testing.grant({"name": "other-sa", "serviceAccounts": ["team-a/agent"]}),
+		testing.grant({"name": "other-user", "users": ["bob"], "groups": ["ops"]}),
+		testing.grant({"name": "old", "namespaces": ["team-a"], "expires": "2020-01-01", "expiresNs": testing.past_ns}),
+	]
+	ex := [testing.exemption({"name": "e", "namespaces": ["team-*"]})]
+	got := grants.explanation with input as testing.pod({"containers": []})
+		with data.portreeve.config as object.union(testing.config(gs), {"exemptions": ex})
+		with time.now_ns as testing.now_ns
+	got.grants == [
+		{"name": "mine", "applies": true, "reasons": []},
+		{"name": "other-ns", "applies": false, "reasons": [`other namespace: "team-a" is not in kube-system`]},
+		{"name": "other-sa", "applies": false, "reasons": ["other service account: team-a/default, not team-a/agent"]},
+		{"name": "other-user", "applies": false, "reasons": [
+			`other user: "alice" is not in bob`,
+			"other groups: none of system:authenticated, dev is in ops",
+		]},
+		{"name": "old", "applies": false, "reasons": ["expired: 2020-01-01"]},
+	]
+	got.exemptions == [{"name": "e", "applies": true, "reasons": []}]
+}

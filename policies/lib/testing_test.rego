@@ -6,7 +6,10 @@
 package portreeve.lib.testing
 
 # rule_ids are the built-in rules; config gives each a mode.
-rule_ids := ["external-ips", "host-network", "host-ports", "ingress-hosts", "load-balancer", "node-ports"]
+rule_ids := [
+	"external-ips", "host-network", "host-port-conflicts", "host-ports", "ingress-host-conflicts",
+	"ingress-hosts", "load-balancer", "node-port-conflicts", "node-ports",
+]
 
 # The clock tests run at (with time.now_ns as testing.now_ns), and expiries around it.
 now_ns := 1800000000000000000
@@ -131,6 +134,12 @@ ingress(spec) := request(
 	ingress_kind,
 	{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": spec},
 )
+
+# with_facts gives a request these facts from the inventory (ready unless they say).
+with_facts(req, facts) := object.union(req, {"facts": object.union({"ready": true}, facts)})
+
+# holder is a holder of a port or host as the inventory reports it.
+holder(ns, kind, name, claim) := {"namespace": ns, "kind": kind, "name": name, "claim": claim, "pending": false}
 
 # in_namespace moves a request to another namespace.
 in_namespace(req, ns) := object.union(req, {"namespace": ns})

@@ -96,15 +96,8 @@ forbidden_fields := {
 	"ClusterIP": array.concat(lb_fields, ["externalTrafficPolicy"]),
 }
 
-# A ClusterIP Service has no node ports; a NodePort keeps only granted ones.
+# A ClusterIP Service has no node ports. A NodePort keeps its nodePorts: the
+# node-ports rule judges (and allocates or moves) them.
 node_port_ops := k8s.remove_node_ports(k8s.node_ports) if target == "ClusterIP"
 
-node_port_ops := k8s.remove_node_ports([p |
-	some p in k8s.node_ports
-	not node_port_granted(p.port)
-]) if target == "NodePort"
-
-node_port_granted(port) if {
-	some g in grants.active
-	k8s.in_ranges(port, "TCP", g.nodePorts)
-}
+node_port_ops := [] if target == "NodePort"

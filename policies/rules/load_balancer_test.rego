@@ -171,7 +171,6 @@ test_rewrite_to_node_port_where_node_ports_granted if {
 		{"op": "replace", "path": "/spec/type", "value": "NodePort", "reason": reason},
 		{"op": "remove", "path": "/spec/allocateLoadBalancerNodePorts", "reason": reason},
 		{"op": "remove", "path": "/spec/loadBalancerSourceRanges", "reason": reason},
-		{"op": "remove", "path": "/spec/ports/1/nodePort", "reason": reason},
 	}
 }
 

@@ -68,10 +68,56 @@ rewrite contains op if {
 	granted
 	some p in out_of_range
 	op := {
-		"op": "remove",
+		"op": "replace",
 		"path": sprintf("/spec/ports/%d/nodePort", [p.index]),
-		"reason": sprintf("nodePort %d is outside the granted ranges (%s); one will be allocated", [p.port, ranges_text]),
+		"value": pick(p.index),
+		"reason": sprintf("nodePort %d is outside the ranges granted to %s (%s)", [p.port, grants.subject, ranges_text]),
 	}
+}
+
+# allocate: where the granted ranges are narrower than the cluster's NodePort
+# range, a port without nodePort gets one from the namespace's own range, in
+# every mode but off (the apiserver would pick from the whole cluster range).
+allocate contains op if {
+	k8s.is_service
+	k8s.opens_node_ports
+	granted
+	not covers_cluster_range
+	some i, port in object.get(k8s.spec, "ports", [])
+	object.get(port, "nodePort", 0) == 0
+	op := {
+		"op": "add",
+		"path": sprintf("/spec/ports/%d/nodePort", [i]),
+		"value": pick(i),
+		"reason": sprintf("nodePorts of %s come from its granted ranges (%s)", [grants.subject, ranges_text]),
+	}
+}
+
+cluster_range := object.get(input, ["facts", "nodePortRange"], {"from": 30000, "to": 32767})
+
+covers_cluster_range if {
+	some g in grants.active
+	some r in g.nodePorts
+	r.from <= cluster_range.from
+	cluster_range.to <= r.to
+}
+
+# assign_grant is the first active grant (by name) with node port ranges.
+assign_grant := sort([g.name | some g in grants.active; count(g.nodePorts) > 0])[0]
+
+assign_ranges := [r | some g in grants.active; g.name == assign_grant; some r in g.nodePorts]
+
+# pick chooses the nodePort for port index i: the i-th free port the inventory
+# reports for the grant, else a port derived from the Service's name (the
+# apiserver's allocator refuses it if taken, and the user can retry).
+pick(i) := free[i] if {
+	free := object.get(input, ["facts", "freeNodePorts", assign_grant], [])
+	count(free) > i
+} else := port if {
+	r := assign_ranges[0]
+	digits := regex.replace(crypto.md5(sprintf("%s/%s/%d", [input.namespace, input.name, i])), "[a-f]", "")
+	n := to_number(substring(concat("", [digits, "000000"]), 0, 6))
+	port := r.from + ((n + i) % ((r.to - r.from) + 1))
 }
 
 granted if {

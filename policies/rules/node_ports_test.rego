@@ -178,16 +178,44 @@ test_no_rewrite_for_ungranted_load_balancer if {
 	count(rewrites(testing.service({"type": "LoadBalancer", "ports": [{"port": 80}]}), [])) == 0
 }
 
-test_rewrite_drops_out_of_range_node_ports if {
+test_rewrite_moves_out_of_range_node_ports_into_the_range if {
 	req := testing.service({"type": "NodePort", "ports": [
 		{"port": 80, "nodePort": 30080},
 		{"port": 81, "nodePort": 31000},
 	]})
-	rewrites(req, [np_grant(["30000-30099"], {})]) == {{
-		"op": "remove",
-		"path": "/spec/ports/1/nodePort",
-		"reason": "nodePort 31000 is outside the granted ranges (30000-30099); one will be allocated",
-	}}
+	ops := rewrites(req, [np_grant(["30000-30099"], {})])
+	count(ops) == 1
+	some op in ops
+	op.op == "replace"
+	op.path == "/spec/ports/1/nodePort"
+	op.value >= 30000
+	op.value <= 30099
+}
+
+test_rewrite_takes_free_ports_from_the_inventory if {
+	req := object.union(
+		testing.service({"type": "NodePort", "ports": [{"port": 80, "nodePort": 31000}]}),
+		{"facts": {"freeNodePorts": {"np": [30042]}}},
+	)
+	ops := rewrites(req, [np_grant(["30000-30099"], {})])
+	{op.value | some op in ops} == {30042}
+}
+
+test_allocate_from_a_narrow_range_in_deny_mode if {
+	req := testing.service({"type": "NodePort", "ports": [{"port": 80}, {"port": 81, "nodePort": 30001}]})
+	ops := node_ports.allocate with input as req
+		with data.portreeve.config as testing.config([np_grant(["30000-30099"], {})])
+	count(ops) == 1
+	some op in ops
+	op.path == "/spec/ports/0/nodePort"
+	op.value >= 30000
+	op.value <= 30099
+}
+
+test_no_allocation_when_the_grant_covers_the_cluster_range if {
+	req := testing.service({"type": "NodePort", "ports": [{"port": 80}]})
+	count(node_ports.allocate) == 0 with input as req
+		with data.portreeve.config as testing.config([np_grant(["30000-32767"], {})])
 }
 
 test_no_rewrite_when_granted if {

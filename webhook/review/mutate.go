@@ -64,6 +64,12 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 		return &Mutation{}, err
 	}
 	engine := r.Engine()
+	record := r.recording(req)
+	if record {
+		r.claims.Lock()
+		defer r.claims.Unlock()
+	}
+	r.withFacts(in, engine)
 	rewrites, err := engine.Rewrites(ctx, in)
 	if err != nil || len(rewrites) == 0 {
 		return &Mutation{}, err
@@ -84,6 +90,7 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 	if err != nil {
 		return &Mutation{Rejected: fmt.Sprintf("rewritten object does not decode: %v", err)}, nil
 	}
+	r.withFacts(checkIn, engine)
 	d, err := engine.Evaluate(ctx, checkIn)
 	if err != nil {
 		return nil, err
@@ -94,6 +101,12 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 				return &Mutation{Rejected: "the rewrite would still be refused: " + v.String()}, nil
 			}
 		}
+	}
+	if record {
+		// The ports the rewrite chose are held for this object until the
+		// validating webhook admits (or refuses) it.
+		checkIn.Operation = req.Operation
+		r.facts.Claim(checkIn, true)
 	}
 	return &Mutation{Patched: patched, Changes: changes}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"sync/atomic"
 
 	"github.com/portreeve/portreeve/policies"
@@ -45,6 +46,43 @@ func badRequest(format string, args ...any) error {
 // the one they started with.
 type Reviewer struct {
 	engine atomic.Pointer[policies.Engine]
+	facts  FactsSource
+	// claims serialises the requests that record claims, from their facts to
+	// their record, so that of two concurrent requests for one port the
+	// second sees the first's claim.
+	claims sync.Mutex
+}
+
+// FactsSource computes the facts of a request from an inventory of the
+// cluster (webhook/inventory) and records what admitted requests claim.
+type FactsSource interface {
+	// Facts returns the facts about in; cfg is the configuration of the
+	// engine that evaluates it (free ports are listed per grant).
+	Facts(in *policies.Input, cfg *policies.Config) *policies.Facts
+	// Claim records what the admitted request in claims until the
+	// informers show the object. Tentative claims come from the mutating
+	// webhook (the ports it chose) and are dropped by Release.
+	Claim(in *policies.Input, tentative bool)
+	// Release drops the tentative claims of the object in in: the
+	// validating webhook refused it.
+	Release(in *policies.Input)
+}
+
+// UseFacts makes the reviewer hand facts from fs to the rules. Call it
+// before serving; without it (nil) the rules see {"ready": false}.
+func (r *Reviewer) UseFacts(fs FactsSource) { r.facts = fs }
+
+// withFacts sets in.Facts from the facts source, if any.
+func (r *Reviewer) withFacts(in *policies.Input, e *policies.Engine) {
+	if r.facts != nil {
+		in.Facts = r.facts.Facts(in, e.Config())
+	}
+}
+
+// recording reports whether the request records claims: it must then hold
+// r.claims from its facts to its record.
+func (r *Reviewer) recording(req *Request) bool {
+	return r.facts != nil && !req.DryRun && (req.Operation == "CREATE" || req.Operation == "UPDATE")
 }
 
 // NewReviewer returns a Reviewer serving e.
@@ -203,9 +241,23 @@ func (r *Reviewer) Validate(ctx context.Context, req *Request) (*policies.Decisi
 	if err != nil || in == nil {
 		return nil, err
 	}
-	d, err := r.Engine().Evaluate(ctx, in)
+	engine := r.Engine()
+	record := r.recording(req)
+	if record {
+		r.claims.Lock()
+		defer r.claims.Unlock()
+	}
+	r.withFacts(in, engine)
+	d, err := engine.Evaluate(ctx, in)
 	if err != nil {
 		return nil, err
+	}
+	if record {
+		if d.Allowed() {
+			r.facts.Claim(in, false)
+		} else {
+			r.facts.Release(in)
+		}
 	}
 	return &d, nil
 }

@@ -141,8 +141,9 @@ func TestRewriteLoadBalancerYieldsValidService(t *testing.T) {
 		wantETP       corev1.ServiceExternalTrafficPolicy
 		wantExternal  []string
 	}{
-		// node ports granted: NodePort, keeping only the granted nodePort.
-		{"team-a", corev1.ServiceTypeNodePort, []int32{30150, 0}, corev1.ServiceExternalTrafficPolicyLocal, []string{"203.0.113.5"}},
+		// node ports granted: NodePort, keeping the granted nodePort and moving
+		// the other into the range (-1: any port in 30100-30199).
+		{"team-a", corev1.ServiceTypeNodePort, []int32{30150, -1}, corev1.ServiceExternalTrafficPolicyLocal, []string{"203.0.113.5"}},
 		// nothing granted: ClusterIP with every LoadBalancer and node port field gone.
 		{"default", corev1.ServiceTypeClusterIP, []int32{0, 0}, "", nil},
 	}
@@ -166,6 +167,9 @@ func TestRewriteLoadBalancerYieldsValidService(t *testing.T) {
 				t.Errorf("type = %s, want %s", s.Type, tc.wantType)
 			}
 			for i, p := range s.Ports {
+				if tc.wantNodePorts[i] == -1 && p.NodePort >= 30100 && p.NodePort <= 30199 {
+					continue
+				}
 				if p.NodePort != tc.wantNodePorts[i] {
 					t.Errorf("ports[%d].nodePort = %d, want %d", i, p.NodePort, tc.wantNodePorts[i])
 				}

@@ -1,0 +1,37 @@
+# METADATA
+# title: Ingress hosts not already claimed by another namespace
+# description: |
+#   A host and path that an Ingress in another namespace already claims (the same host,
+#   or a wildcard covering it either way: *.example.com covers a.example.com; the same
+#   path, or a Prefix path covering the other) is denied, naming that Ingress: two
+#   namespaces sharing a host steal each other's traffic. Needs the inventory (input.facts).
+# custom:
+#   id: ingress-host-conflicts
+package portreeve.rules.ingress_host_conflicts
+
+import data.portreeve.lib.facts
+import data.portreeve.lib.k8s
+
+deny contains v if {
+	k8s.is_ingress
+	some c in facts.ingress_conflicts
+	v := {
+		"msg": sprintf("host %q path %q is already claimed in another namespace by %s", [
+			c.host, c.path, facts.holders_text(c.holders),
+		]),
+		"field": c.field,
+		"fix": "use another host, or ask the owner's namespace to release it (two namespaces sharing a host steal each other's traffic)",
+	}
+}
+
+deny contains v if {
+	k8s.is_ingress
+	facts.deny_not_ready
+	some i, rule in object.get(k8s.spec, "rules", [])
+	object.get(rule, "host", "") != ""
+	v := {
+		"msg": facts.not_ready_msg("Ingress hosts"),
+		"field": sprintf("spec.rules[%d].host", [i]),
+		"fix": facts.not_ready_fix,
+	}
+}
