@@ -141,7 +141,13 @@ func outcome(stdout, stderr string, err error) (result, why string) {
 		}
 		return "DENIED", shorten(msg)
 	case len(warnings) > 0 && strings.Contains(warnings[0], "portreeve rewrote"):
-		return "REWRITTEN", shorten(strings.Join(warnings, "; "))
+		// The type change says the most; then the rest.
+		for i, w := range warnings {
+			if strings.Contains(w, "/spec/type") {
+				warnings[0], warnings[i] = warnings[i], warnings[0]
+			}
+		}
+		return "REWRITTEN", shorten(fmt.Sprintf("%s (and %d more)", warnings[0], len(warnings)-1))
 	case len(warnings) > 0:
 		return "WARNED", shorten(strings.Join(warnings, "; "))
 	}
