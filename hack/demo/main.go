@@ -147,7 +147,10 @@ func outcome(stdout, stderr string, err error) (result, why string) {
 				warnings[0], warnings[i] = warnings[i], warnings[0]
 			}
 		}
-		return "REWRITTEN", shorten(fmt.Sprintf("%s (and %d more)", warnings[0], len(warnings)-1))
+		if len(warnings) > 1 {
+			warnings[0] = fmt.Sprintf("%s (and %d more)", warnings[0], len(warnings)-1)
+		}
+		return "REWRITTEN", shorten(warnings[0])
 	case len(warnings) > 0:
 		return "WARNED", shorten(strings.Join(warnings, "; "))
 	}

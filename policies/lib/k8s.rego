@@ -38,18 +38,19 @@ containers := [c |
 # JSON pointer. On hostNetwork pods every containerPort is a hostPort.
 # (pod_path and pod_pointer default to a Pod's, so a partial input never hides a port.)
 host_ports := [p |
-	some c in containers
-	some j, port in object.get(c.container, "ports", [])
+	some list in ["initContainers", "containers", "ephemeralContainers"]
+	some i, container in object.get(pod_spec, list, [])
+	some j, port in object.get(container, "ports", [])
 	number := object.get(port, "hostPort", 0)
 	number > 0
-	suffix := sprintf("%s[%d].ports[%d].hostPort", [c.list, c.index, j])
+	suffix := sprintf("%s[%d].ports[%d].hostPort", [list, i, j])
 	p := {
 		"port": number,
 		"protocol": object.get(port, "protocol", "TCP"),
 		"hostIP": object.get(port, "hostIP", ""),
-		"container": object.get(c.container, "name", ""),
+		"container": object.get(container, "name", ""),
 		"field": pod_field(suffix),
-		"pointer": sprintf("%s/%s/%d/ports/%d/hostPort", [pod_pointer, c.list, c.index, j]),
+		"pointer": sprintf("%s/%s/%d/ports/%d/hostPort", [pod_pointer, list, i, j]),
 	}
 ]
 
