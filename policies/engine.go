@@ -181,7 +181,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	for i := range rules {
 		rules[i].Mode = cfg.Mode(rules[i].ID)
 	}
-	store := inmem.NewFromObject(map[string]any{"portreeve": map[string]any{"config": cfg.Data(ids)}})
+	// Values stay in AST form in the store: no conversion of the config per evaluation.
+	store := inmem.NewFromObjectWithOpts(map[string]any{"portreeve": map[string]any{"config": cfg.Data(ids)}},
+		inmem.OptReturnASTValuesOnRead(true))
 	prepare := func(query string) (rego.PreparedEvalQuery, error) {
 		return rego.New(
 			rego.Query(query),
