@@ -46,17 +46,39 @@ lint: ## gofmt, go vet, opa fmt and opa check --strict (through the Go SDK)
 .PHONY: test-unit
 test-unit: ## Unit, Rego and handler tests, plus a few seconds of each fuzzer
 	go test -race -count=1 $(UNIT_PKGS)
+	go run ./cmd/portreeve test policies/testdata/cases examples/lb-internal
 	go test -run XXX -fuzz FuzzReview -fuzztime $(FUZZTIME) ./webhook/review/
 	go test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./policies/
 
 .PHONY: test-e2e
 test-e2e: tools build ## Tests against a real kube-apiserver (and kubectl, helm)
-	PORTREEVE_REQUIRE_TOOLS=1 PORTREEVE_BINARY=$(CURDIR)/$(BIN) go test -p 1 -count=1 -timeout 40m -v ./test/... 2>&1 | \
+	PORTREEVE_REQUIRE_TOOLS=1 PORTREEVE_BINARY=$(CURDIR)/$(BIN) go test -p 1 -count=1 -timeout 40m -v $$(go list ./test/... | grep -v -e /test/node -e /test/incluster) 2>&1 | \
 	  tee /tmp/portreeve-e2e.log | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic)' ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
+PAUSE_IMAGE ?= localhost/portreeve/pause:test
+
+.PHONY: pause-image
+pause-image: ## Build the sandbox image of the in-cluster tests (hack/pause, through hack/image): _output/pause
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) go build -trimpath -ldflags '-s -w' -o _output/pause/pause ./hack/pause
+	cd hack/image && go run . --binary $(CURDIR)/_output/pause/pause --out $(CURDIR)/_output/pause --tag $(PAUSE_IMAGE) --arch $(ARCH)
+
+.PHONY: tools-node
+tools-node: ## Build the tools plus the node binaries: kubelet, kube-scheduler, kube-proxy (cached)
+	hack/tools.sh node
+
+.PHONY: test-node
+test-node: tools-node image pause-image ## In-cluster tests on a real node (root; changes the host, undoes it, checks it)
+	PORTREEVE_REQUIRE_TOOLS=1 go test -p 1 -count=1 -timeout 40m -v ./test/node/... ./test/incluster/ 2>&1 | \
+	  tee /tmp/portreeve-node.log | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic)|^ +[a-z_]+_test.go:[0-9]+: (node|availability|timing)' ; \
+	  test $${PIPESTATUS[0]} -eq 0
+
+.PHONY: node-clean
+node-clean: ## Tear down a test node left behind by a killed test run, and check the host
+	go run ./test/node/cmd/node-clean
+
 .PHONY: test
-test: lint test-unit test-image test-e2e ## Everything: lint, unit, Rego, fuzz and end-to-end tests
+test: lint test-unit test-image test-e2e test-node ## Everything: lint, unit, Rego, fuzz, end-to-end and in-cluster tests
 
 .PHONY: bench
 bench: ## Benchmarks of the engine and the handler

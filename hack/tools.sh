@@ -4,6 +4,8 @@
 #
 #   hack/tools.sh            build what is missing, print the bin folder
 #   hack/tools.sh bindir     print the bin folder only
+#   hack/tools.sh node       also build the node binaries (kubelet, kube-scheduler,
+#                            kube-proxy) the in-cluster tests need (make test-node)
 #
 # Versions live here and in the tools modules under hack/tools/.
 set -euo pipefail
@@ -51,6 +53,9 @@ build() { # name dir pkg ldflags
 }
 
 k8s_tools=${PORTREEVE_K8S_TOOLS:-kube-apiserver kubectl kube-controller-manager}
+if [[ ${1:-} == node ]]; then
+  k8s_tools+=" kubelet kube-scheduler kube-proxy"
+fi
 for t in $k8s_tools; do
   build "$t" kubernetes "k8s.io/kubernetes/cmd/$t" "$(k8s_ldflags)"
 done
@@ -65,11 +70,19 @@ certmanager_stamp() {
 }
 stamp=$bindir/.cert-manager.stamp
 want=$(certmanager_stamp)
+crds=$bindir/cert-manager-crds.yaml
 if [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; then
-  rm -f "$bindir/cert-manager-controller" "$bindir/cert-manager-cainjector"
+  rm -f "$bindir/cert-manager-controller" "$bindir/cert-manager-cainjector" "$crds"
 fi
 build cert-manager-controller certmanager ./controller "-s -w"
 build cert-manager-cainjector certmanager ./cainjector "-s -w"
+if [[ ! -f $crds ]]; then
+  # cert-manager's CRDs, from the very module version the programs import.
+  moddir=$(cd "$root/hack/tools/certmanager" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)
+  for f in "$moddir"/deploy/crds/*.yaml; do printf -- '---\n'; cat "$f"; done >"$crds.tmp"
+  mv "$crds.tmp" "$crds"
+  log "wrote $(basename "$crds")"
+fi
 echo "$want" >"$stamp"
 
 echo "$bindir"

@@ -103,29 +103,39 @@ func (h *Handler) validate(ctx context.Context, r *review.Request, start time.Ti
 	}
 	h.recordFindings(r, d, start)
 	if !d.Allowed() {
-		msgs := make([]string, 0, len(d.Violations))
-		for _, v := range d.Violations {
-			msgs = append(msgs, v.String())
-		}
 		logf.FromContext(ctx).Info("denied", "rules", ruleIDs(d.Violations))
-		resp := admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
-			Allowed: false,
-			Result: &metav1.Status{
-				Status:  metav1.StatusFailure,
-				Code:    http.StatusForbidden,
-				Reason:  metav1.StatusReasonForbidden,
-				Message: strings.Join(msgs, "; "),
-			},
-		}}
-		return resp.WithWarnings(warnings...)
+		return forbidden(d.Violations).WithWarnings(warnings...)
 	}
 	return admission.Allowed("").WithWarnings(warnings...)
+}
+
+// forbidden is the 403 response listing the violations.
+func forbidden(violations []policies.Finding) admission.Response {
+	msgs := make([]string, 0, len(violations))
+	for _, v := range violations {
+		msgs = append(msgs, v.String())
+	}
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: false,
+		Result: &metav1.Status{
+			Status:  metav1.StatusFailure,
+			Code:    http.StatusForbidden,
+			Reason:  metav1.StatusReasonForbidden,
+			Message: strings.Join(msgs, "; "),
+		},
+	}}
 }
 
 func (h *Handler) mutate(ctx context.Context, req admission.Request, r *review.Request, start time.Time) admission.Response {
 	m, err := h.Reviewer.Mutate(ctx, r)
 	if err != nil {
 		return h.errored(ctx, r, err, start)
+	}
+	if len(m.Denied) > 0 {
+		// The apiserver would act on these fields before the validating webhook.
+		logf.FromContext(ctx).Info("denied", "rules", ruleIDs(m.Denied))
+		h.record(r.Kind.Kind, r.Operation, "denied", ruleIDs(m.Denied), start)
+		return forbidden(m.Denied)
 	}
 	if m.Rejected != "" {
 		logf.FromContext(ctx).Error(errors.New(m.Rejected), "rewrite not applied")

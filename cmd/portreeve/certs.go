@@ -50,6 +50,7 @@ func setupCerts(ctx context.Context, mgr manager.Manager, scheme *runtime.Scheme
 		CAValidity:        o.CAValidity,
 		CertValidity:      o.CertValidity,
 		RenewBefore:       o.CertRenewBefore,
+		CheckInterval:     o.CertCheckInterval,
 	})
 	if err != nil {
 		return &exitError{code: 2, err: err}

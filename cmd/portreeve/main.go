@@ -43,6 +43,6 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newEvalCommand(), newRulesCommand(), newVersionCommand())
-	root.AddCommand(newTestCommand(), newExplainCommand())
+	root.AddCommand(newTestCommand(), newExplainCommand(), newAuditCommand())
 	return root
 }

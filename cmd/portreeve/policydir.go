@@ -28,13 +28,16 @@ type authoringOptions struct {
 	AuditInterval time.Duration
 	// AuditPageSize is the limit of each list call of the audit.
 	AuditPageSize int64
+	// AuditIgnoreLabel marks namespaces the audit skips (as the webhooks do).
+	AuditIgnoreLabel string
 }
 
 func defaultAuthoringOptions() authoringOptions {
 	return authoringOptions{
-		EvalTimeout:   policies.DefaultEvalTimeout,
-		AuditInterval: 10 * time.Minute,
-		AuditPageSize: 500,
+		EvalTimeout:      policies.DefaultEvalTimeout,
+		AuditInterval:    10 * time.Minute,
+		AuditPageSize:    500,
+		AuditIgnoreLabel: "portreeve.io/ignore",
 	}
 }
 
@@ -43,6 +46,7 @@ func (o *authoringOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.EvalTimeout, "policy-eval-timeout", o.EvalTimeout, "time budget of one evaluation of the rules; a rule still running then fails by its failure policy")
 	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "how often existing objects are audited against the current rules (metrics portreeve_audit_*); 0 disables the audit")
 	fs.Int64Var(&o.AuditPageSize, "audit-page-size", o.AuditPageSize, "objects per list call of the audit")
+	fs.StringVar(&o.AuditIgnoreLabel, "audit-ignore-label", o.AuditIgnoreLabel, "namespaces with this label are not audited, as the webhook configurations skip them (empty: none)")
 }
 
 func (o *authoringOptions) validate() []error {

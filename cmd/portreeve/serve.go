@@ -54,6 +54,7 @@ type serveOptions struct {
 	CAValidity         time.Duration
 	CertValidity       time.Duration
 	CertRenewBefore    time.Duration
+	CertCheckInterval  time.Duration
 	CertExtraDNSNames  []string
 	CertExtraIPs       []string
 	EnableHTTP2        bool
@@ -77,6 +78,7 @@ func newServeOptions() *serveOptions {
 		CertMode:           "cert-manager",
 		CAValidity:         5 * 365 * 24 * time.Hour,
 		CertValidity:       365 * 24 * time.Hour,
+		CertCheckInterval:  time.Minute,
 		NodePortRange:      "30000-32767",
 		InventoryNotReady:  inventory.NotReadyDeny,
 		authoringOptions:   defaultAuthoringOptions(),
@@ -102,6 +104,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CAValidity, "ca-duration", o.CAValidity, "self-signed mode: CA lifetime")
 	fs.DurationVar(&o.CertValidity, "cert-duration", o.CertValidity, "self-signed mode: serving certificate lifetime")
 	fs.DurationVar(&o.CertRenewBefore, "renew-before", o.CertRenewBefore, "self-signed mode: renew this long before expiry (default: a third of the lifetime)")
+	fs.DurationVar(&o.CertCheckInterval, "cert-check-interval", o.CertCheckInterval, "self-signed mode: how often the Secret, the files and the caBundle are checked (shorter than --renew-before)")
 	fs.StringSliceVar(&o.CertExtraDNSNames, "cert-dns-names", nil, "self-signed mode: extra DNS names for the serving certificate")
 	fs.StringSliceVar(&o.CertExtraIPs, "cert-ip-addresses", nil, "self-signed mode: IP addresses for the serving certificate")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: HTTP/2 rapid reset)")
@@ -282,6 +285,9 @@ func serve(ctx context.Context, o *serveOptions) error {
 		if err := mgr.AddReadyzCheck(name, check); err != nil {
 			return err
 		}
+	}
+	if err := setupAudit(mgr, o, reviewer, inv, namespaces); err != nil {
+		return err
 	}
 	log.Info("starting", "version", version, "rules", len(engine.Rules()), "exemptNamespaces", strings.Join(exempt, ","))
 	return mgr.Start(ctx)

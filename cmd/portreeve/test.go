@@ -20,7 +20,7 @@ func newTestCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "test [DIR...]",
 		Short: "Run policy authors' Rego unit tests and case files (default DIR: .)",
-		Long: "Loads every *.rego file under each DIR (recursively) as serve --policy-dir would, with the built-in\n" +
+		Long: "Loads the *.rego files under each DIR (and its subfolders) as serve --policy-dir loads its folder, with the built-in\n" +
 			"rules and helper library (data.portreeve.lib.*, and data.portreeve.lib.testing for tests), then runs:\n" +
 			"  - the Rego unit tests (test_* rules in *_test.rego files) with OPA's test runner;\n" +
 			"  - the case files (YAML documents with kind: PolicyTest): each object is reviewed as the mutating and\n" +
@@ -120,8 +120,10 @@ func printTestReport(w io.Writer, rep *policytest.Report, verbose bool) {
 		}
 		fmt.Fprintf(&b, "    %-24s %6.1f%%  %7s lines  %s  %s\n", c.Rule, c.Percent,
 			fmt.Sprintf("%d/%d", c.CoveredLines, c.CoveredLines+c.NotCoveredLines), kind, strings.Join(c.Files, ", "))
-		if verbose && len(c.NotCovered) > 0 {
-			fmt.Fprintf(&b, "        not covered: %s\n", strings.Join(c.NotCovered, ", "))
+		if verbose {
+			for _, nc := range c.NotCovered {
+				fmt.Fprintf(&b, "        not covered: %s\n", nc)
+			}
 		}
 	}
 	_, _ = io.WriteString(w, b.String())

@@ -90,7 +90,7 @@ func (x *Index) computeFacts(req *request, grants []grant, nodePortRange policie
 	self := x.resolve(req.holder)
 	inRange := false
 	for _, hp := range req.hostPorts {
-		holders := x.hostPortHolders(req, self, hp, now, -1)
+		holders := x.hostPortHolders(req, self, hp, now)
 		if len(holders) > 0 {
 			f.HostPortConflicts = append(f.HostPortConflicts, policies.HostPortConflict{
 				Port: int(hp.port), Protocol: hp.protocol, HostIP: hp.hostIP, Field: hp.field,
@@ -131,9 +131,36 @@ func (x *Index) resolve(g objectKey) objectKey {
 }
 
 // hostPortHolders lists who else holds hp on a node req can run on: one
-// entry per holder, at most limit (-1: all).
-func (x *Index) hostPortHolders(req *request, self objectKey, hp hostPort, now time.Time, limit int) []policies.Holder {
+// entry per holder.
+func (x *Index) hostPortHolders(req *request, self objectKey, hp hostPort, now time.Time) []policies.Holder {
 	var out []policies.Holder
+	x.visitHostPortHolders(req, self, hp, now, func(holder objectKey, c *claims, service bool) bool {
+		claim := fmt.Sprintf("hostPort %d/%s", hp.port, hp.protocol)
+		if service {
+			claim = fmt.Sprintf("nodePort %d/%s on every node", hp.port, hp.protocol)
+		}
+		out = append(out, policies.Holder{
+			Namespace: holder.namespace, Kind: holder.kind, Name: holder.name, Claim: claim, Pending: c.pending,
+		})
+		return true
+	})
+	return out
+}
+
+// hostPortHeld reports whether anyone else holds hp on a node req can run on.
+func (x *Index) hostPortHeld(req *request, self objectKey, hp hostPort, now time.Time) bool {
+	held := false
+	x.visitHostPortHolders(req, self, hp, now, func(objectKey, *claims, bool) bool {
+		held = true
+		return false
+	})
+	return held
+}
+
+// visitHostPortHolders calls visit once per holder of hp (the first claim of
+// each that can share a node with req), and once per Service whose nodePort
+// is hp (kube-proxy listens on it on every node), until visit returns false.
+func (x *Index) visitHostPortHolders(req *request, self objectKey, hp hostPort, now time.Time, visit func(holder objectKey, c *claims, service bool) bool) {
 	for g, ms := range x.hostPorts[portKey{protocol: hp.protocol, port: hp.port}] {
 		holder := x.resolve(g)
 		if holder == self {
@@ -143,35 +170,25 @@ func (x *Index) hostPortHolders(req *request, self objectKey, hp hostPort, now t
 			if c.key == req.key || !c.live(now) || !c.scope.overlaps(req.scope) || !c.bindsOverlapping(hp) {
 				continue
 			}
-			out = append(out, policies.Holder{
-				Namespace: holder.namespace, Kind: holder.kind, Name: holder.name,
-				Claim: fmt.Sprintf("hostPort %d/%s", hp.port, hp.protocol), Pending: c.pending,
-			})
-			if limit > 0 && len(out) >= limit {
-				return out
+			if !visit(holder, c, false) {
+				return
 			}
 			break
 		}
 	}
-	// kube-proxy listens on a Service's nodePort on every node.
 	for c := range x.nodePorts[hp.port] {
 		if c.key == req.key || !c.live(now) {
 			continue
 		}
 		for _, np := range c.nodePorts {
 			if np.port == hp.port && np.protocol == hp.protocol {
-				out = append(out, policies.Holder{
-					Namespace: c.key.namespace, Kind: c.key.kind, Name: c.key.name,
-					Claim: fmt.Sprintf("nodePort %d/%s on every node", np.port, np.protocol), Pending: c.pending,
-				})
+				if !visit(c.key, c, true) {
+					return
+				}
 				break
 			}
 		}
-		if limit > 0 && len(out) >= limit {
-			return out
-		}
 	}
-	return out
 }
 
 // bindsOverlapping reports whether c binds hp's (protocol, port) on an
@@ -250,7 +267,7 @@ func (x *Index) freeNodePorts(req *request, grants []grant, npr policies.PortSpa
 func (x *Index) freeHostPorts(req *request, self objectKey, grants []grant, npr policies.PortSpan, now time.Time) map[string][]int {
 	var ref hostPort
 	for _, hp := range req.hostPorts {
-		if within(hp.port, npr) || len(x.hostPortHolders(req, self, hp, now, 1)) > 0 {
+		if within(hp.port, npr) || x.hostPortHeld(req, self, hp, now) {
 			ref = hp
 			break
 		}
@@ -281,7 +298,7 @@ func (x *Index) freeHostPorts(req *request, self objectKey, grants []grant, npr 
 					continue
 				}
 				probe := hostPort{port: p, protocol: ref.protocol, hostIP: ref.hostIP}
-				if len(x.hostPortHolders(req, self, probe, now, 1)) == 0 {
+				if !x.hostPortHeld(req, self, probe, now) {
 					ports = append(ports, int(p))
 				}
 			}

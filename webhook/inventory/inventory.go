@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -148,9 +149,20 @@ func (inv *Inventory) Release(in *policies.Input) {
 }
 
 // Start drops expired pending claims until ctx ends (a manager.Runnable).
+// Once the informers have synced it returns the memory of their initial
+// lists (whole objects, decoded at once) to the operating system.
 func (inv *Inventory) Start(ctx context.Context) error {
-	t := time.NewTicker(max(inv.opts.PendingTTL/4, time.Second))
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	for !inv.Synced() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+	debug.FreeOSMemory()
+	t.Reset(max(inv.opts.PendingTTL/4, time.Second))
 	for {
 		select {
 		case <-ctx.Done():

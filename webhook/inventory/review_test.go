@@ -153,3 +153,24 @@ func TestRewriteMovesTakenNodePort(t *testing.T) {
 		t.Errorf("rewritten object refused: %+v %v", d, err)
 	}
 }
+
+// TestMutatingWebhookDeniesTakenNodePort: the apiserver allocates an explicit
+// nodePort before it calls validating webhooks, so in deny mode the mutating
+// webhook refuses a taken one, naming its owner.
+func TestMutatingWebhookDeniesTakenNodePort(t *testing.T) {
+	now := testNow
+	inv := newTestInventory(&now)
+	feed(t, inv.index, nodePortService(meta("team-b", "web"), 30150))
+	r := newReviewer(t, inv, reviewConfig)
+	m, err := r.Mutate(t.Context(), reviewRequest(t, serviceKind, "team-a", service("web", ", nodePort: 30150")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Denied) != 1 || m.Denied[0].Rule != "node-port-conflicts" || !strings.Contains(m.Denied[0].Message, "team-b/Service/web") {
+		t.Fatalf("mutate = %+v, want a node-port-conflicts denial", m)
+	}
+	m, err = r.Mutate(t.Context(), reviewRequest(t, serviceKind, "team-a", service("web", ", nodePort: 30151")))
+	if err != nil || len(m.Denied) != 0 {
+		t.Errorf("free nodePort: %+v %v", m, err)
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -125,6 +127,13 @@ func LoadCaseFile(path string) ([]*Suite, error) {
 	var out []*Suite
 	for _, doc := range splitDocuments(b) {
 		s := &Suite{file: path}
+		var generic any
+		if err := yaml.Unmarshal([]byte(doc.text), &generic); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, doc.line, err)
+		}
+		if err := unknownKeys(generic, reflect.TypeFor[Suite](), ""); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, doc.line, err)
+		}
 		if err := yaml.UnmarshalStrict([]byte(doc.text), s); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, doc.line, err)
 		}
@@ -293,4 +302,82 @@ func (st Settings) configBytes(caseFile string) ([]byte, error) {
 		cfg[k] = v
 	}
 	return json.Marshal(cfg)
+}
+
+// unknownKeys names the first key of v (decoded YAML) that type t does not
+// know, with its path, e.g. cases[0].expect: unknown key "deniedd".
+func unknownKeys(v any, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil // the decoder reports wrong types
+		}
+		fields := map[string]reflect.Type{}
+		collectFields(t, fields)
+		for _, k := range sortedKeys(m) {
+			ft, known := fields[k]
+			if !known {
+				names := make([]string, 0, len(fields))
+				for n := range fields {
+					names = append(names, n)
+				}
+				slices.Sort(names)
+				return fmt.Errorf("%sunknown key %q (known: %s)", prefix(path), k, strings.Join(names, ", "))
+			}
+			if err := unknownKeys(m[k], ft, join(path, k)); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		l, _ := v.([]any)
+		for i, x := range l {
+			if err := unknownKeys(x, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func collectFields(t reflect.Type, out map[string]reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case f.Anonymous && name == "":
+			collectFields(f.Type, out)
+		case name == "-" || !f.IsExported():
+		case name == "":
+			out[f.Name] = f.Type
+		default:
+			out[name] = f.Type
+		}
+	}
+}
+
+func prefix(path string) string {
+	if path == "" {
+		return ""
+	}
+	return path + ": "
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

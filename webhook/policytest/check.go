@@ -63,8 +63,18 @@ func check(want Expect, got *Outcome) ([]string, error) {
 			return nil, err
 		}
 		if !slices.Equal(w, g) {
-			problems = append(problems, "patch: want\n"+indent(strings.Join(w, "\n"), "    ")+
-				"\n  got\n"+indent(orNone(strings.Join(g, "\n")), "    "))
+			p := "patch: differs"
+			for _, op := range w {
+				if !slices.Contains(g, op) {
+					p += "\n    missing:    " + op
+				}
+			}
+			for _, op := range g {
+				if !slices.Contains(w, op) {
+					p += "\n    unexpected: " + op
+				}
+			}
+			problems = append(problems, p)
 		}
 	}
 	if want.Object != nil {
@@ -115,13 +125,6 @@ func changeRules(cs []review.Change) []string {
 }
 
 func list(s []string) string { return "[" + strings.Join(s, " ") + "]" }
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
 
 func anyContains(d *policies.Decision, sub string) bool {
 	for _, fs := range [][]policies.Finding{d.Violations, d.Warnings, d.DryRun} {

@@ -162,7 +162,7 @@ type RuleCoverage struct {
 	Percent         float64 `json:"percent"`
 	CoveredLines    int     `json:"coveredLines"`
 	NotCoveredLines int     `json:"notCoveredLines"`
-	// NotCovered lists the lines no test reached, as file:from-to.
+	// NotCovered lists, per file, the lines no test reached.
 	NotCovered []string `json:"notCovered,omitempty"`
 }
 
@@ -187,10 +187,13 @@ func coverage(cov *cover.Cover, modules map[string]string) ([]RuleCoverage, erro
 		if !ok {
 			continue
 		}
+		_, custom := modules[name]
+		if len(modules) > 0 && !custom {
+			continue // a directory of custom rules reports their coverage only
+		}
 		files[name] = m
 		rulesOf[name] = id
 		if byRule[id] == nil {
-			_, custom := modules[name]
 			byRule[id] = &RuleCoverage{Rule: id, Builtin: !custom}
 		}
 	}
@@ -209,12 +212,18 @@ func coverage(cov *cover.Cover, modules map[string]string) ([]RuleCoverage, erro
 		}
 		rc.CoveredLines += fr.CoveredLines
 		rc.NotCoveredLines += fr.NotCoveredLines
+		var rows []string
 		for _, r := range fr.NotCovered {
-			rng := fmt.Sprintf("%s:%d", name, r.Start.Row)
+			rng := fmt.Sprint(r.Start.Row)
 			if r.End.Row != r.Start.Row {
 				rng += fmt.Sprintf("-%d", r.End.Row)
 			}
-			rc.NotCovered = append(rc.NotCovered, rng)
+			if !slices.Contains(rows, rng) {
+				rows = append(rows, rng)
+			}
+		}
+		if len(rows) > 0 {
+			rc.NotCovered = append(rc.NotCovered, name+": lines "+strings.Join(rows, ", "))
 		}
 	}
 	out := make([]RuleCoverage, 0, len(byRule))

@@ -50,6 +50,35 @@ type Mutation struct {
 	// Rejected explains why rewrites were asked for but not applied (the
 	// validating webhook then refuses the object).
 	Rejected string
+	// Denied holds the violations the mutating webhook must refuse itself
+	// (see mutatingStageRules): the request is denied with them.
+	Denied []policies.Finding
+}
+
+// mutatingStageRules are rules whose violations the mutating webhook refuses
+// itself: the kube-apiserver acts on their fields between the mutating and
+// the validating webhooks (it allocates an explicit nodePort, and fails with
+// a bare "provided port is already allocated" when another Service holds it),
+// so the validating webhook never sees these requests.
+var mutatingStageRules = []string{"node-port-conflicts"}
+
+// mutatingStageViolations evaluates in when its facts hold a conflict that a
+// mutating-stage rule judges, and returns that rule's violations.
+func mutatingStageViolations(ctx context.Context, e *policies.Engine, in *policies.Input) ([]policies.Finding, error) {
+	if in.Facts == nil || len(in.Facts.NodePortConflicts) == 0 {
+		return nil, nil
+	}
+	d, err := e.Evaluate(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	var out []policies.Finding
+	for _, v := range d.Violations {
+		if slices.Contains(mutatingStageRules, v.Rule) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
 
 // Mutate asks the rules in rewrite mode for their rewrites, applies them to a
@@ -71,8 +100,15 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 	}
 	r.withFacts(in, engine)
 	rewrites, err := engine.Rewrites(ctx, in)
-	if err != nil || len(rewrites) == 0 {
-		return &Mutation{}, err
+	if err != nil {
+		return nil, err
+	}
+	if len(rewrites) == 0 {
+		denied, err := mutatingStageViolations(ctx, engine, in)
+		if err != nil {
+			return nil, err
+		}
+		return &Mutation{Denied: denied}, nil
 	}
 	rewrites, err = dedupe(rewrites)
 	if err != nil {
@@ -101,6 +137,15 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 				return &Mutation{Rejected: "the rewrite would still be refused: " + v.String()}, nil
 			}
 		}
+	}
+	var denied []policies.Finding
+	for _, v := range d.Violations {
+		if slices.Contains(mutatingStageRules, v.Rule) {
+			denied = append(denied, v)
+		}
+	}
+	if len(denied) > 0 {
+		return &Mutation{Denied: denied}, nil
 	}
 	if record {
 		// The ports the rewrite chose are held for this object until the

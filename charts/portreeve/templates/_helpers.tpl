@@ -70,6 +70,10 @@ Derived names.
 {{- printf "%s-config" (include "portreeve.fullname" .) }}
 {{- end }}
 
+{{- define "portreeve.policiesConfigMapName" -}}
+{{- printf "%s-policies" (include "portreeve.fullname" .) }}
+{{- end }}
+
 {{- define "portreeve.servingCertificateName" -}}
 {{- printf "%s-serving" (include "portreeve.fullname" .) }}
 {{- end }}
@@ -88,7 +92,8 @@ optional checksum annotation always agree.
 {{- define "portreeve.configFile" -}}
 apiVersion: portreeve.io/v1alpha1
 kind: PolicyConfig
-{{ toYaml (dict "rules" (.Values.config.rules | default dict) "grants" (.Values.config.grants | default list) "exemptions" (.Values.config.exemptions | default list)) }}
+{{- $rules := merge (dict) (.Values.config.rules | default dict) (.Values.customRules | default dict) }}
+{{ toYaml (dict "rules" $rules "grants" (.Values.config.grants | default list) "exemptions" (.Values.config.exemptions | default list)) }}
 {{- end }}
 
 {{/*

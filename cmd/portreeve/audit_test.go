@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/webhook/review"
+)
+
+func TestAuditKindsAreTheReviewedKinds(t *testing.T) {
+	var got []string
+	for _, k := range auditKinds {
+		s := k.gvk.Version + "/" + k.gvk.Kind
+		if k.gvk.Group != "" {
+			s = k.gvk.Group + "/" + s
+		}
+		got = append(got, s)
+	}
+	want := review.SupportedKinds()
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit kinds %v, reviewed kinds %v", got, want)
+	}
+}
+
+func pod(ns, name string, hostNetwork bool, mutate ...func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       corev1.PodSpec{HostNetwork: hostNetwork, Containers: []corev1.Container{{Name: "c", Image: "x"}}},
+	}
+	for _, m := range mutate {
+		m(p)
+	}
+	return p
+}
+
+// pagingPods answers pod lists from pods, limit at a time, and records the
+// calls (the fake dynamic client drops limit and continue).
+type pagingPods struct {
+	dynamic.NamespaceableResourceInterface
+	pods  []*corev1.Pod
+	calls []metav1.ListOptions
+}
+
+func (pp *pagingPods) List(_ context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error) {
+	pp.calls = append(pp.calls, opts)
+	if len(pp.calls) > 100 {
+		return nil, errors.New("too many pages")
+	}
+	from := 0
+	if opts.Continue != "" {
+		from, _ = strconv.Atoi(opts.Continue)
+	}
+	to := min(len(pp.pods), from+int(opts.Limit))
+	list := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "v1", "kind": "PodList"}}
+	for _, p := range pp.pods[from:to] {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+		if err != nil {
+			return nil, err
+		}
+		list.Items = append(list.Items, unstructured.Unstructured{Object: m})
+	}
+	if to < len(pp.pods) {
+		list.SetContinue(strconv.Itoa(to))
+	}
+	return list, nil
+}
+
+// pagingClient is the fake dynamic client with pods served by pagingPods.
+type pagingClient struct {
+	dynamic.Interface
+	pods *pagingPods
+}
+
+func (c pagingClient) Resource(gvr schema.GroupVersionResource) dynamic.NamespaceableResourceInterface {
+	if gvr.Resource == "pods" {
+		return c.pods
+	}
+	return c.Interface.Resource(gvr)
+}
+
+func fakeCluster(t *testing.T, pods []*corev1.Pod, objects ...runtime.Object) (dynamic.Interface, *pagingPods) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	listKinds := map[schema.GroupVersionResource]string{}
+	for _, k := range auditKinds {
+		listKinds[k.gvr()] = k.gvk.Kind + "List"
+	}
+	pp := &pagingPods{pods: pods}
+	return pagingClient{Interface: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, listKinds, objects...), pods: pp}, pp
+}
+
+func TestAuditFindsViolationsPageByPage(t *testing.T) {
+	owned := func(p *corev1.Pod) {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-1", Controller: new(true)}}
+	}
+	done := func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }
+	pods := []*corev1.Pod{
+		pod("team-a", "agent", true),
+		pod("team-a", "plain", false),
+		pod("kube-system", "cni", true),
+		pod("team-a", "web-1-abc", true, owned),
+		pod("team-a", "job-done", true, done),
+		pod("quiet", "agent", true),
+	}
+	np := &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "np"},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	dep := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web"},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "web", Image: "x", Ports: []corev1.ContainerPort{{ContainerPort: 8080, HostPort: 8080}},
+		}}}}},
+	}
+	labels := map[string]map[string]string{"quiet": {"portreeve.io/ignore": ""}}
+	engine, err := policies.New(t.Context(), policies.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, includeOwned := range []bool{false, true} {
+		client, pp := fakeCluster(t, pods, np, dep)
+		a := &auditor{
+			client: client, pageSize: 2, reviewer: review.NewReviewer(engine),
+			labels:        func(_ context.Context, ns string) (map[string]string, error) { return labels[ns], nil },
+			skipNamespace: skipNamespaces([]string{"kube-system"}, "portreeve.io/ignore"),
+			includeOwned:  includeOwned,
+		}
+		var found []string
+		sum, err := a.run(t.Context(), func(f AuditFinding) {
+			found = append(found, strings.Join([]string{f.Rule, f.Result, f.Namespace, f.Kind, f.Name}, " "))
+		})
+		if err != nil || len(sum.Errors) > 0 {
+			t.Fatalf("run: %v %v", err, sum.Errors)
+		}
+		want := []string{
+			"host-network deny team-a Pod agent",
+			"node-ports deny team-b Service np",
+			"host-ports deny team-a Deployment web",
+		}
+		if includeOwned {
+			want = slices.Insert(want, 1, "host-network deny team-a Pod web-1-abc")
+		}
+		if !slices.Equal(found, want) {
+			t.Errorf("includeOwned=%t: found\n%s\nwant\n%s", includeOwned, strings.Join(found, "\n"), strings.Join(want, "\n"))
+		}
+		if len(pp.calls) != 3 || pp.calls[0].Limit != 2 || pp.calls[1].Continue != "2" || pp.calls[2].Continue != "4" {
+			t.Errorf("pod list calls %+v, want 3 pages of 2", pp.calls)
+		}
+		if sum.Counts["host-network"]["deny"] != len(want)-2 || sum.Counts["node-ports"]["deny"] != 1 {
+			t.Errorf("counts %v", sum.Counts)
+		}
+	}
+}
+
+func TestAuditReportOutput(t *testing.T) {
+	rep := &auditReport{
+		auditSummary: auditSummary{Scanned: 7, Counts: map[string]map[string]int{
+			"host-network": {"deny": 2}, "lb-internal": {"dryrun": 1},
+		}},
+		Findings: []AuditFinding{
+			{Rule: "lb-internal", Namespace: "team-a", Kind: "Service", Name: "shop", Result: "dryrun", Messages: []string{"must be internal"}},
+			{Rule: "host-network", Namespace: "team-b", Kind: "Pod", Name: "b", Result: "deny", Messages: []string{"not granted"}},
+			{Rule: "host-network", Namespace: "team-a", Kind: "Pod", Name: "a", Result: "deny", Messages: []string{"not granted"}},
+		},
+	}
+	var out bytes.Buffer
+	if err := rep.print(&out, "text"); err != nil {
+		t.Fatal(err)
+	}
+	want := `audited 7 objects: 3 with findings
+
+host-network (2 deny)
+  team-a
+    DENY    Pod/a
+            not granted
+  team-b
+    DENY    Pod/b
+            not granted
+
+lb-internal (1 dryrun)
+  team-a
+    DRYRUN  Service/shop
+            must be internal
+`
+	if out.String() != want {
+		t.Errorf("text:\n%s\nwant:\n%s", out.String(), want)
+	}
+	out.Reset()
+	if err := rep.print(&out, "json"); err != nil {
+		t.Fatal(err)
+	}
+	var back auditReport
+	if err := json.Unmarshal(out.Bytes(), &back); err != nil || back.Scanned != 7 || len(back.Findings) != 3 || back.Counts["lb-internal"]["dryrun"] != 1 {
+		t.Fatalf("json %v:\n%s", err, out.String())
+	}
+}
+
+func TestAuditMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newAuditMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := []policies.RuleInfo{{ID: "host-network"}, {ID: "lb-internal"}}
+	m.record(&auditSummary{Scanned: 5, Counts: map[string]map[string]int{"lb-internal": {"dryrun": 3}}}, nil, rules, time.Second)
+	if v := testutil.ToFloat64(m.findings.WithLabelValues("lb-internal", "dryrun")); v != 3 {
+		t.Errorf("lb-internal dryrun = %v", v)
+	}
+	if v := testutil.ToFloat64(m.findings.WithLabelValues("host-network", "deny")); v != 0 {
+		t.Errorf("host-network deny = %v", v)
+	}
+	if n := testutil.CollectAndCount(m.findings); n != len(rules)*len(auditResults) {
+		t.Errorf("%d series, want one per rule and result", n)
+	}
+	// A rule that is gone disappears; a failed run keeps the last counts.
+	m.record(&auditSummary{Scanned: 5, Counts: map[string]map[string]int{}}, nil, rules[:1], time.Second)
+	if n := testutil.CollectAndCount(m.findings); n != len(auditResults) {
+		t.Errorf("%d series after lb-internal was removed", n)
+	}
+	m.record(nil, context.Canceled, rules, time.Second)
+	if v := testutil.ToFloat64(m.runs.WithLabelValues("failure")); v != 1 {
+		t.Errorf("failed runs = %v", v)
+	}
+	if v := testutil.ToFloat64(m.objects); v != 5 {
+		t.Errorf("objects = %v", v)
+	}
+}

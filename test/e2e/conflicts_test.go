@@ -1,0 +1,471 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/portreeve/portreeve/test/controlplane"
+	"github.com/portreeve/portreeve/test/harness"
+)
+
+// conflictConfig grants team-a and team-b overlapping exposure, so that the
+// conflict rules, not the grants, are what stands between them. team-b's
+// ingress domain covers team-a's on purpose (a shared parent domain).
+const conflictConfig = `
+apiVersion: portreeve.io/v1alpha1
+kind: PolicyConfig
+rules: {}
+grants:
+  - name: team-a
+    namespaces: [team-a]
+    hostPorts: ["9100", "30080"]
+    nodePorts: ["30080", "30100-30199"]
+    ingressDomains: ["*.team-a.example.com"]
+  - name: team-b
+    namespaces: [team-b]
+    hostPorts: ["9100"]
+    nodePorts: ["30150-30199"]
+    ingressDomains: ["*.example.com"]
+    reason: shares the example.com zone
+`
+
+// conflictEnv is one control plane with Portreeve registered.
+type conflictEnv struct {
+	cp *controlplane.ControlPlane
+	p  *harness.Portreeve
+}
+
+type conflictResult struct {
+	stdout, stderr string
+	err            error
+}
+
+func (r conflictResult) String() string { return "stdout: " + r.stdout + "\nstderr: " + r.stderr }
+
+func conflictSetup(t *testing.T) *conflictEnv {
+	t.Helper()
+	cp := controlplane.StartForTest(t, controlplane.Options{})
+	ctx := t.Context()
+	for _, ns := range []string{"default", "kube-system", "team-a", "team-b", harness.Namespace} {
+		if err := cp.EnsureNamespace(ctx, ns, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := harness.Start(ctx, harness.Options{Kubeconfig: cp.KubeconfigPath, Config: conflictConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(p.LogTail())
+		}
+		if err := p.Stop(); err != nil {
+			t.Errorf("stop portreeve: %v", err)
+		}
+	})
+	if err := p.RegisterWebhooks(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.WaitForWebhook(ctx, cp, "default"); err != nil {
+		t.Fatal(err)
+	}
+	return &conflictEnv{cp: cp, p: p}
+}
+
+func (e *conflictEnv) kubectl(t *testing.T, stdin string, args ...string) conflictResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var out, stderr string
+	var err error
+	if stdin == "" {
+		out, stderr, err = e.cp.Kubectl(ctx, args...)
+	} else {
+		out, stderr, err = e.cp.KubectlStdin(ctx, strings.NewReader(stdin), args...)
+	}
+	return conflictResult{out, stderr, err}
+}
+
+func (e *conflictEnv) create(t *testing.T, ns, manifest string, extra ...string) conflictResult {
+	t.Helper()
+	return e.kubectl(t, manifest, append([]string{"create", "-n", ns, "-f", "-"}, extra...)...)
+}
+
+func conflictAdmitted(t *testing.T, r conflictResult) {
+	t.Helper()
+	if r.err != nil {
+		t.Fatalf("denied, want admitted:\n%s", r)
+	}
+}
+
+func conflictDenied(t *testing.T, r conflictResult, wants ...string) {
+	t.Helper()
+	if r.err == nil {
+		t.Fatalf("admitted, want a denial containing %q\n%s", wants, r)
+	}
+	if !strings.Contains(r.stderr, "denied the request") {
+		t.Fatalf("not a webhook denial:\n%s", r)
+	}
+	for _, w := range wants {
+		if !strings.Contains(r.stderr, w) {
+			t.Fatalf("denial lacks %q:\n%s", w, r)
+		}
+	}
+}
+
+func conflictPod(name string, port int) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s}
+spec:
+  containers:
+  - name: app
+    image: registry.example/app:1
+    ports: [{containerPort: %d, hostPort: %d}]
+`, name, port, port)
+}
+
+func conflictWorkload(kind, name, selector string, port int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: %s
+metadata: {name: %s}
+spec:
+  selector: {matchLabels: {app: %s}}
+  template:
+    metadata: {labels: {app: %s}}
+    spec:
+      nodeSelector: {%s}
+      containers:
+      - name: app
+        image: registry.example/app:1
+        ports: [{containerPort: %d, hostPort: %d}]
+`, kind, name, name, name, selector, port, port)
+}
+
+func conflictService(name, nodePort string) string {
+	port := "{port: 80}"
+	if nodePort != "" {
+		port = "{port: 80, nodePort: " + nodePort + "}"
+	}
+	return fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: %s}\nspec:\n  type: NodePort\n  selector: {app: %s}\n  ports: [%s]\n", name, name, port)
+}
+
+func conflictIngress(name, host string) string {
+	return fmt.Sprintf(`apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: %s}
+spec:
+  rules:
+  - host: %q
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+`, name, host)
+}
+
+// nodePortOf returns the Service's first nodePort as kubectl shows it.
+func (e *conflictEnv) nodePortOf(t *testing.T, ns, name string) int {
+	t.Helper()
+	r := e.kubectl(t, "", "get", "service", "-n", ns, name, "-o", "jsonpath={.spec.ports[0].nodePort}")
+	if r.err != nil {
+		t.Fatalf("kubectl get service: %s", r)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(r.stdout))
+	if err != nil {
+		t.Fatalf("nodePort %q: %v", r.stdout, err)
+	}
+	return n
+}
+
+// TestConflicts walks the issue's cases through a real kube-apiserver with
+// real kubectl: hostPort against a NodePort Service, a Deployment against a
+// DaemonSet's template, nodePorts assigned from the namespace's range and
+// taken nodePorts denied or moved, and Ingress hosts claimed by another
+// namespace.
+func TestConflicts(t *testing.T) {
+	e := conflictSetup(t)
+
+	t.Run("hostPort held by a NodePort Service", func(t *testing.T) {
+		conflictAdmitted(t, e.create(t, "team-a", conflictService("web", "30080")))
+		r := e.create(t, "team-a", conflictPod("hostport", 30080))
+		conflictDenied(t, r, "host-port-conflicts: hostPort 30080/TCP is already held by team-a/Service/web (nodePort 30080/TCP on every node)",
+			"NodePort range 30000-32767")
+	})
+
+	t.Run("hostPort held by a DaemonSet's template", func(t *testing.T) {
+		conflictAdmitted(t, e.create(t, "team-a", conflictWorkload("DaemonSet", "node-exporter", "pool: monitoring", 9100)))
+		r := e.create(t, "team-b", conflictWorkload("Deployment", "scraper", "pool: monitoring", 9100))
+		conflictDenied(t, r, "host-port-conflicts: hostPort 9100/TCP is already held by team-a/DaemonSet/node-exporter (hostPort 9100/TCP)",
+			"(spec.template.spec.containers[0].ports[0].hostPort)")
+		// Nodes of another pool cannot run the DaemonSet's pods.
+		conflictAdmitted(t, e.create(t, "team-b", conflictWorkload("Deployment", "scraper", "pool: web", 9100)))
+	})
+
+	t.Run("nodePort assigned from the namespace's range", func(t *testing.T) {
+		conflictAdmitted(t, e.create(t, "team-a", conflictService("auto", "")))
+		if n := e.nodePortOf(t, "team-a", "auto"); n < 30100 || n > 30199 {
+			t.Errorf("team-a's Service got nodePort %d, want one in 30100-30199", n)
+		}
+	})
+
+	t.Run("nodePort taken by team-b denied, then moved in rewrite mode", func(t *testing.T) {
+		conflictAdmitted(t, e.create(t, "team-b", conflictService("b-web", "30150")))
+		r := e.create(t, "team-a", conflictService("a-web", "30150"))
+		conflictDenied(t, r, "node-port-conflicts: nodePort 30150 is already allocated to team-b/Service/b-web")
+
+		rewrite := strings.Replace(conflictConfig, "rules: {}", "rules: {node-port-conflicts: {mode: rewrite}}", 1)
+		if err := e.p.SetConfig(rewrite); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			r = e.create(t, "team-a", conflictService("a-web", "30150"), "--dry-run=server")
+			if r.err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("rewrite mode not applied within 30s:\n%s", r)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		r = e.create(t, "team-a", conflictService("a-web", "30150"))
+		conflictAdmitted(t, r)
+		if !strings.Contains(r.stderr, "portreeve rewrote /spec/ports/0/nodePort: 30150 -> ") {
+			t.Errorf("kubectl printed no rewrite warning:\n%s", r)
+		}
+		if n := e.nodePortOf(t, "team-a", "a-web"); n == 30150 || n < 30100 || n > 30199 {
+			t.Errorf("moved to nodePort %d, want a free one in 30100-30199", n)
+		}
+		ann := e.kubectl(t, "", "get", "service", "-n", "team-a", "a-web", "-o", `jsonpath={.metadata.annotations.portreeve\.io/rewrites}`)
+		if !strings.Contains(ann.stdout, `"rule":"node-port-conflicts"`) {
+			t.Errorf("rewrite not recorded in the annotation: %s", ann)
+		}
+		if err := e.p.SetConfig(conflictConfig); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("Ingress host claimed by another namespace", func(t *testing.T) {
+		conflictAdmitted(t, e.create(t, "team-a", conflictIngress("app", "app.team-a.example.com")))
+		r := e.create(t, "team-b", conflictIngress("steal", "app.team-a.example.com"))
+		conflictDenied(t, r, `ingress-host-conflicts: host "app.team-a.example.com" path "/" is already claimed in another namespace by team-a/Ingress/app`)
+		r = e.create(t, "team-b", conflictIngress("wild", "*.team-a.example.com"))
+		conflictDenied(t, r, `ingress-host-conflicts: host "*.team-a.example.com" path "/" is already claimed in another namespace by team-a/Ingress/app (host app.team-a.example.com path /)`)
+		// The owner's own namespace may add to it, and other hosts are free.
+		conflictAdmitted(t, e.create(t, "team-a", conflictIngress("more", "*.team-a.example.com")))
+		conflictAdmitted(t, e.create(t, "team-b", conflictIngress("own", "shop.team-b.example.com")))
+	})
+}
+
+// TestConflictConcurrentRequests sends concurrent creates of pods asking
+// for the same hostPort through the apiserver to one Portreeve: exactly one
+// is admitted, the others are denied naming it, although no informer can
+// have shown it yet.
+func TestConflictConcurrentRequests(t *testing.T) {
+	e := conflictSetup(t)
+	const n = 4
+	results := make([]conflictResult, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			results[i] = e.create(t, "team-a", conflictPod(fmt.Sprintf("race-%d", i), 9100))
+		})
+	}
+	wg.Wait()
+	admitted := 0
+	for i, r := range results {
+		if r.err == nil {
+			admitted++
+			continue
+		}
+		if !strings.Contains(r.stderr, "host-port-conflicts: hostPort 9100/TCP is already held by team-a/Pod/race-") {
+			t.Errorf("request %d: unexpected denial:\n%s", i, r)
+		}
+	}
+	if admitted != 1 {
+		t.Fatalf("%d of %d concurrent requests for hostPort 9100 admitted, want 1", admitted, n)
+	}
+	pods := e.kubectl(t, "", "get", "pods", "-n", "team-a", "-o", "name")
+	if got := strings.Count(pods.stdout, "pod/race-"); got != 1 {
+		t.Errorf("%d race pods stored, want 1:\n%s", got, pods)
+	}
+}
+
+// TestConflictInventoryMemory loads the issue's inventory (10,000 Pods, 5,000
+// Services, 2,000 Ingresses) into a real apiserver, starts Portreeve against
+// it and reads the process's RSS and heap from its metrics once the informers
+// have synced. It takes a few minutes, so it runs only with
+// PORTREEVE_MEMORY_TEST=1.
+func TestConflictInventoryMemory(t *testing.T) {
+	if os.Getenv("PORTREEVE_MEMORY_TEST") != "1" {
+		t.Skip("set PORTREEVE_MEMORY_TEST=1 to load 17,000 objects and measure serve's memory")
+	}
+	cp := controlplane.StartForTest(t, controlplane.Options{})
+	ctx := t.Context()
+	cfg := cp.RESTConfig()
+	cfg.QPS, cfg.Burst = 5000, 5000
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const namespaces = 20
+	for i := range namespaces {
+		if err := cp.EnsureNamespace(ctx, fmt.Sprintf("load-%02d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	conflictLoad(t, 10000, func(i int) error {
+		_, err := cs.CoreV1().Pods(fmt.Sprintf("load-%02d", i%namespaces)).Create(ctx, conflictLoadPod(i), metav1.CreateOptions{})
+		return err
+	})
+	conflictLoad(t, 5000, func(i int) error {
+		_, err := cs.CoreV1().Services(fmt.Sprintf("load-%02d", i%namespaces)).Create(ctx, conflictLoadService(i), metav1.CreateOptions{})
+		return err
+	})
+	conflictLoad(t, 2000, func(i int) error {
+		_, err := cs.NetworkingV1().Ingresses(fmt.Sprintf("load-%02d", i%namespaces)).Create(ctx, conflictLoadIngress(i), metav1.CreateOptions{})
+		return err
+	})
+	t.Logf("created 17,000 objects in %s", time.Since(start).Round(time.Second))
+
+	// Without and with the background audit (which lists every object page by page).
+	for _, extra := range [][]string{{"--audit-interval=0"}, nil} {
+		start = time.Now()
+		p, err := harness.Start(ctx, harness.Options{Kubeconfig: cp.KubeconfigPath, Config: conflictConfig, ExtraArgs: extra})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%v: portreeve ready (caches synced) in %s", extra, time.Since(start).Round(time.Millisecond))
+		time.Sleep(20 * time.Second) // let GC cycles, the scavenger and a first audit run
+		metrics, err := p.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Stop(); err != nil {
+			t.Error(err)
+		}
+		rss := conflictMetric(t, metrics, "process_resident_memory_bytes")
+		heap := conflictMetric(t, metrics, "go_memstats_heap_alloc_bytes")
+		t.Logf("%v: portreeve serve with 10,000 Pods, 5,000 Services, 2,000 Ingresses: RSS %.1f MiB, heap %.1f MiB",
+			extra, rss/(1<<20), heap/(1<<20))
+		if rss > 128<<20 {
+			t.Errorf("%v: RSS %.1f MiB is above the 128 MiB budget", extra, rss/(1<<20))
+		}
+	}
+}
+
+func conflictLoad(t *testing.T, n int, create func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	next := make(chan int)
+	var mu sync.Mutex
+	var firstErr error
+	for range 16 {
+		wg.Go(func() {
+			for i := range next {
+				if err := create(i); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		t.Fatal(firstErr)
+	}
+}
+
+func conflictLoadMeta(name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:   name,
+		Labels: map[string]string{"app": name, "tier": "backend", "version": "v1.2.3"},
+		Annotations: map[string]string{
+			"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat(`{"apiVersion":"v1"}`, 40),
+		},
+	}
+}
+
+func conflictLoadPod(i int) *corev1.Pod {
+	env := make([]corev1.EnvVar, 10)
+	for j := range env {
+		env[j] = corev1.EnvVar{Name: fmt.Sprintf("SETTING_%d", j), Value: strings.Repeat("x", 30)}
+	}
+	ports := []corev1.ContainerPort{{ContainerPort: 8080}}
+	if i%20 == 0 {
+		ports = append(ports, corev1.ContainerPort{ContainerPort: 9100, HostPort: int32(9100 + i%50)})
+	}
+	return &corev1.Pod{
+		ObjectMeta: conflictLoadMeta(fmt.Sprintf("pod-%05d", i)),
+		Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{"pool": fmt.Sprintf("pool-%d", i%4)},
+			Containers: []corev1.Container{
+				{Name: "app", Image: "registry.example.com/team/app:v1.2.3", Env: env, Ports: ports},
+				{Name: "sidecar", Image: "registry.example.com/team/sidecar:v1.2.3", Env: env},
+			},
+		},
+	}
+}
+
+func conflictLoadService(i int) *corev1.Service {
+	s := &corev1.Service{
+		ObjectMeta: conflictLoadMeta(fmt.Sprintf("svc-%04d", i)),
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": fmt.Sprintf("pod-%05d", i)},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
+		},
+	}
+	if i%5 == 0 {
+		s.Spec.Type = corev1.ServiceTypeNodePort
+	}
+	return s
+}
+
+func conflictLoadIngress(i int) *networkingv1.Ingress {
+	prefix := networkingv1.PathTypePrefix
+	backend := networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}
+	return &networkingv1.Ingress{
+		ObjectMeta: conflictLoadMeta(fmt.Sprintf("ing-%04d", i)),
+		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{
+			Host: fmt.Sprintf("app-%04d.load.example.com", i),
+			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{
+				{Path: "/", PathType: &prefix, Backend: backend},
+			}}},
+		}}},
+	}
+}
+
+// conflictMetric reads an unlabelled gauge from a Prometheus text page.
+func conflictMetric(t *testing.T, page, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(page, "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
