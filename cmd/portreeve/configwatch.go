@@ -187,6 +187,9 @@ func (w *configWatcher) check(ctx context.Context) {
 // reportReadError records an unreadable file or folder once per distinct error.
 func (w *configWatcher) reportReadError(log logr.Logger, what string, err error, last *error, reloads *prometheus.CounterVec) {
 	if err == nil {
+		if *last != nil && what == "policies" && w.policyErr == nil {
+			w.policyOK.Set(1) // readable again, and what it holds was accepted
+		}
 		*last = nil
 		return
 	}

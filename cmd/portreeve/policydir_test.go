@@ -222,3 +222,43 @@ func TestRuleErrorReporter(t *testing.T) {
 		t.Errorf("logged %v", r.logged)
 	}
 }
+
+func TestConfigWatcherUnreadableDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "team_label.rego"), []byte(teamLabelRule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := newServeOptions()
+	o.PolicyDir = dir
+	set, err := loadPolicySet("", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := o.newEngine(t.Context(), set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := review.NewReviewer(engine)
+	w, err := newConfigWatcher(o, set, r, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	w.check(t.Context())
+	if err := w.PoliciesReadyCheck(httptest.NewRequest("GET", "/policies", nil)); err == nil || testutil.ToFloat64(w.policyOK) != 0 {
+		t.Fatalf("an unreadable folder is not reported: %v", err)
+	}
+	if r.Engine() != engine {
+		t.Fatal("the engine changed")
+	}
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
+	}
+	w.check(t.Context())
+	if err := w.PoliciesReadyCheck(httptest.NewRequest("GET", "/policies", nil)); err != nil || testutil.ToFloat64(w.policyOK) != 1 {
+		t.Fatalf("recovery not reported: %v", err)
+	}
+}

@@ -57,7 +57,7 @@ func TestChartCertManager(t *testing.T) {
 // in containerd and its process on the host).
 func checkReplicas(t *testing.T) {
 	t.Helper()
-	ctx := t.Context()
+	ctx := context.Background()
 	dep, err := cluster.cs.AppsV1().Deployments(namespace).Get(ctx, release, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,11 @@ func checkReplicas(t *testing.T) {
 	}
 	pods := releasePods(t)
 	if len(pods) != 2 {
-		t.Fatalf("%d pods, want 2", len(pods))
+		var desc []string
+		for _, p := range pods {
+			desc = append(desc, fmt.Sprintf("%s (%s, deleting %v, owner %v)", p.Name, p.Status.Phase, p.DeletionTimestamp != nil, p.OwnerReferences[0].Name))
+		}
+		t.Fatalf("%d pods, want 2: %s\n%s", len(pods), strings.Join(desc, ", "), diagnose(t))
 	}
 	for _, p := range pods {
 		c := p.Spec.Containers[0]
@@ -76,6 +80,9 @@ func checkReplicas(t *testing.T) {
 		}
 		if c.ReadinessProbe == nil || c.LivenessProbe == nil {
 			t.Errorf("pod %s: no readiness or liveness probe", p.Name)
+		}
+		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+			t.Errorf("pod %s: no preStop sleep (the shutdown delay)", p.Name)
 		}
 		sc := c.SecurityContext
 		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
@@ -99,7 +106,7 @@ func checkReplicas(t *testing.T) {
 // process from /proc: uid and gid 65532, root filesystem mounted read-only.
 func checkRuntime(t *testing.T, pod, id string) {
 	t.Helper()
-	out, err := cluster.node.Ctr(t.Context(), "containers", "info", id)
+	out, err := cluster.node.Ctr(context.Background(), "containers", "info", id)
 	if err != nil {
 		t.Fatalf("pod %s: %v", pod, err)
 	}
@@ -152,7 +159,7 @@ func checkRuntime(t *testing.T, pod, id string) {
 // taskPID returns the host PID of a container's task (ctr tasks ls).
 func taskPID(t *testing.T, id string) int {
 	t.Helper()
-	out, err := cluster.node.Ctr(t.Context(), "tasks", "ls")
+	out, err := cluster.node.Ctr(context.Background(), "tasks", "ls")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +180,7 @@ func taskPID(t *testing.T, id string) int {
 // carry the injected CA bundle.
 func checkWebhookConfigs(t *testing.T) {
 	t.Helper()
-	ctx := t.Context()
+	ctx := context.Background()
 	vwc, err := cluster.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, release, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +258,7 @@ func checkSeedCases(t *testing.T) {
 // configuration cache is eventually consistent).
 func waitWebhook(t *testing.T, ns string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"portreeve-probe"},"spec":{"hostNetwork":true,"containers":[{"name":"c","image":"x"}]}}`
 	for {
@@ -269,7 +276,7 @@ func waitWebhook(t *testing.T, ns string) {
 
 func releasePods(t *testing.T) []corev1.Pod {
 	t.Helper()
-	pods, err := cluster.cs.CoreV1().Pods(namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
+	pods, err := cluster.cs.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,7 +141,7 @@ func kubectl(t *testing.T, args ...string) result {
 // kubectlIn runs kubectl with stdin.
 func kubectlIn(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var in *strings.Reader
 	if stdin != "" {
@@ -159,7 +159,7 @@ func kubectlIn(t *testing.T, stdin string, args ...string) result {
 
 func helm(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	out, errOut, err := cluster.cp.Helm(ctx, args...)
 	return result{out, errOut, err}
@@ -199,7 +199,7 @@ func uninstall(t *testing.T) {
 		t.Errorf("helm uninstall: %v\n%s", r.err, r)
 	}
 	waitFor(t, 2*time.Minute, "the release's pods to go", func() error {
-		pods, err := cluster.cs.CoreV1().Pods(namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
+		pods, err := cluster.cs.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
 		if err != nil {
 			return err
 		}
@@ -230,12 +230,12 @@ func waitFor(t *testing.T, timeout time.Duration, what string, check func() erro
 // ServiceAccount (the controller manager creates it).
 func ensureNamespace(t *testing.T, name string) {
 	t.Helper()
-	_, err := cluster.cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	_, err := cluster.cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Minute, "the default ServiceAccount of "+name, func() error {
-		_, err := cluster.cs.CoreV1().ServiceAccounts(name).Get(t.Context(), "default", metav1.GetOptions{})
+		_, err := cluster.cs.CoreV1().ServiceAccounts(name).Get(context.Background(), "default", metav1.GetOptions{})
 		return err
 	})
 }
