@@ -53,6 +53,42 @@ type RuleInfo struct {
 	FailurePolicy FailurePolicy `json:"failurePolicy"`
 	// File is the module that declares the rule package (the first, if several do).
 	File string `json:"file,omitempty"`
+	// AppliesTo lists the families of objects the rule judges (custom.appliesTo:
+	// pods, services, ingresses); empty means every object. The engine does not
+	// evaluate a rule for other objects at all.
+	AppliesTo []string `json:"appliesTo,omitempty"`
+}
+
+// Families of objects: what has a pod spec, Services, Ingresses.
+const (
+	FamilyPods      = "pods"
+	FamilyServices  = "services"
+	FamilyIngresses = "ingresses"
+)
+
+var families = []string{FamilyPods, FamilyServices, FamilyIngresses}
+
+// family names the family of the input's object ("" for other kinds).
+func (in *Input) family() string {
+	switch {
+	case in.Pod != nil:
+		return FamilyPods
+	case in.Kind.Group == "" && in.Kind.Kind == "Service":
+		return FamilyServices
+	case in.Kind.Group == "networking.k8s.io" && in.Kind.Kind == "Ingress":
+		return FamilyIngresses
+	}
+	return ""
+}
+
+func (r RuleInfo) appliesTo(family string) bool {
+	return len(r.AppliesTo) == 0 || family == "" || slices.Contains(r.AppliesTo, family)
+}
+
+// queries are the prepared findings and rewrites queries over a store whose
+// configuration lists only the rules of one family.
+type queries struct {
+	findings, rewrites rego.PreparedEvalQuery
 }
 
 // FailurePolicy says what a rule that fails to evaluate decides.
@@ -130,6 +166,8 @@ type Engine struct {
 	store    storage.Store
 	findings rego.PreparedEvalQuery
 	rewrites rego.PreparedEvalQuery
+	// byFamily evaluates only the rules that apply to the object's family.
+	byFamily map[string]queries
 	budget   time.Duration
 	tracer   topdown.QueryTracer
 	onError  func(RuleError)
@@ -184,7 +222,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	// Values stay in AST form in the store: no conversion of the config per evaluation.
 	store := inmem.NewFromObjectWithOpts(map[string]any{"portreeve": map[string]any{"config": cfg.Data(ids)}},
 		inmem.OptReturnASTValuesOnRead(true))
-	prepare := func(query string) (rego.PreparedEvalQuery, error) {
+	prepareOn := func(store storage.Store, query string) (rego.PreparedEvalQuery, error) {
 		return rego.New(
 			rego.Query(query),
 			rego.Compiler(compiler),
@@ -192,6 +230,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 			rego.Capabilities(Capabilities()),
 		).PrepareForEval(ctx)
 	}
+	prepare := func(query string) (rego.PreparedEvalQuery, error) { return prepareOn(store, query) }
 	e := &Engine{
 		config: cfg, rules: rules, compiler: compiler, store: store,
 		budget: opts.EvalTimeout, tracer: opts.Tracer, onError: opts.OnRuleError,
@@ -208,6 +247,25 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	if e.rewrites, err = prepare("data.portreeve.main.rewrites"); err != nil {
 		return nil, fmt.Errorf("prepare rewrites query: %w", err)
+	}
+	e.byFamily = make(map[string]queries, len(families))
+	for _, f := range families {
+		var fids []string
+		for _, r := range rules {
+			if r.appliesTo(f) {
+				fids = append(fids, r.ID)
+			}
+		}
+		fstore := inmem.NewFromObjectWithOpts(map[string]any{"portreeve": map[string]any{"config": cfg.Data(fids)}},
+			inmem.OptReturnASTValuesOnRead(true))
+		var q queries
+		if q.findings, err = prepareOn(fstore, "data.portreeve.main.findings"); err != nil {
+			return nil, fmt.Errorf("prepare findings query: %w", err)
+		}
+		if q.rewrites, err = prepareOn(fstore, "data.portreeve.main.rewrites"); err != nil {
+			return nil, fmt.Errorf("prepare rewrites query: %w", err)
+		}
+		e.byFamily[f] = q
 	}
 	return e, nil
 }
@@ -393,6 +451,19 @@ func mayBeObject(t types.Type) bool {
 
 // readCustom reads the METADATA custom keys Portreeve knows: mode and failurePolicy.
 func readCustom(info *RuleInfo, a *ast.Annotations) error {
+	if v, ok := a.Custom["appliesTo"]; ok {
+		list, _ := v.([]any)
+		if len(list) == 0 {
+			return fmt.Errorf("custom.appliesTo must list some of %v; got %v", families, v)
+		}
+		for _, item := range list {
+			f, _ := item.(string)
+			if !slices.Contains(families, f) {
+				return fmt.Errorf("custom.appliesTo must list some of %v; got %v", families, item)
+			}
+			info.AppliesTo = append(info.AppliesTo, f)
+		}
+	}
 	if v, ok := a.Custom["mode"]; ok {
 		m, _ := v.(string)
 		if !slices.Contains(modes, Mode(m)) {

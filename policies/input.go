@@ -1,7 +1,9 @@
 package policies
 
 import (
+	"encoding/json"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -114,6 +116,7 @@ func (in *Input) value() (ast.Value, error) {
 			ast.Item(ast.StringTerm("pointer"), ast.StringTerm(in.Pod.Pointer)),
 			ast.Item(ast.StringTerm("spec"), ast.NewTerm(spec)),
 			ast.Item(ast.StringTerm("serviceAccount"), ast.StringTerm(in.Pod.ServiceAccount)),
+			ast.Item(ast.StringTerm("hostPorts"), ast.ArrayTerm(in.Pod.hostPorts()...)),
 		)))
 	}
 	return ast.NewObject(items...), nil
@@ -139,4 +142,62 @@ func (in *Input) podSpecValue(object ast.Value) (ast.Value, error) {
 		}
 	}
 	return ast.InterfaceToValue(in.Pod.Spec)
+}
+
+var containerLists = []string{"initContainers", "containers", "ephemeralContainers"}
+
+// hostPorts lists every hostPort of the (defaulted) pod spec as the rules
+// see it in input.pod.hostPorts: {port, protocol, hostIP, container, field,
+// pointer}. It is computed here, once, rather than by every rule.
+func (p *PodView) hostPorts() []*ast.Term {
+	var out []*ast.Term
+	for _, list := range containerLists {
+		containers, _ := p.Spec[list].([]any)
+		for i, c := range containers {
+			cm, _ := c.(map[string]any)
+			ports, _ := cm["ports"].([]any)
+			for j, port := range ports {
+				pm, _ := port.(map[string]any)
+				number, ok := portNumber(pm["hostPort"])
+				if !ok || number <= 0 {
+					continue
+				}
+				protocol, _ := pm["protocol"].(string)
+				if protocol == "" {
+					protocol = "TCP"
+				}
+				hostIP, _ := pm["hostIP"].(string)
+				name, _ := cm["name"].(string)
+				idx := strconv.Itoa(i)
+				jdx := strconv.Itoa(j)
+				out = append(out, ast.ObjectTerm(
+					ast.Item(ast.StringTerm("port"), ast.IntNumberTerm(number)),
+					ast.Item(ast.StringTerm("protocol"), ast.StringTerm(protocol)),
+					ast.Item(ast.StringTerm("hostIP"), ast.StringTerm(hostIP)),
+					ast.Item(ast.StringTerm("container"), ast.StringTerm(name)),
+					ast.Item(ast.StringTerm("field"), ast.StringTerm(p.Path+"."+list+"["+idx+"].ports["+jdx+"].hostPort")),
+					ast.Item(ast.StringTerm("pointer"), ast.StringTerm(p.Pointer+"/"+list+"/"+idx+"/ports/"+jdx+"/hostPort")),
+				))
+			}
+		}
+	}
+	return out
+}
+
+// portNumber reads a JSON number (json.Number, float64 or int) as a port; a
+// non-integer is not a port (the rules then see none, and the apiserver's
+// own validation refuses the object).
+func portNumber(v any) (int, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := strconv.Atoi(n.String())
+		return i, err == nil
+	case float64:
+		return int(n), n == float64(int(n))
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	}
+	return 0, false
 }

@@ -62,6 +62,13 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([
 	if kind == queryRewrites {
 		q = e.rewrites
 	}
+	family := in.family()
+	if fq, ok := e.byFamily[family]; ok {
+		q = fq.findings
+		if kind == queryRewrites {
+			q = fq.rewrites
+		}
+	}
 	rs, err := e.evalSet(ctx, q, v)
 	if err == nil {
 		return rs, nil, nil
@@ -72,7 +79,7 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([
 	var failed map[string]error
 	rs = rs[:0]
 	for _, r := range e.rules {
-		if r.Mode == ModeOff || (kind == queryRewrites && r.Mode != ModeRewrite) {
+		if r.Mode == ModeOff || !r.appliesTo(family) {
 			continue
 		}
 		q, err := e.ruleQuery(ctx, r.ID, kind)

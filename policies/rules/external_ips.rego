@@ -5,6 +5,7 @@
 #   (CVE-2020-8554): every address must lie in a CIDR granted to the namespace.
 #   Rewrite mode drops the addresses that are not granted.
 # custom:
+#   appliesTo: [services]
 #   id: external-ips
 package portreeve.rules.external_ips
 

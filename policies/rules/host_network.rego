@@ -2,6 +2,7 @@
 # title: hostNetwork only where granted
 # description: A pod (or pod template) with hostNetwork true needs a grant with hostNetwork.
 # custom:
+#   appliesTo: [pods]
 #   id: host-network
 package portreeve.rules.host_network
 

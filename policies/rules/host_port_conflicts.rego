@@ -8,6 +8,7 @@
 #   the cluster's NodePort range is denied too: kube-proxy opens every allocated
 #   NodePort on every node. Needs the inventory (input.facts).
 # custom:
+#   appliesTo: [pods]
 #   id: host-port-conflicts
 package portreeve.rules.host_port_conflicts
 

@@ -5,6 +5,7 @@
 #   range for its protocol. On hostNetwork pods every containerPort is a hostPort.
 #   Rewrite mode removes a forbidden hostPort and keeps the containerPort.
 # custom:
+#   appliesTo: [pods]
 #   id: host-ports
 package portreeve.rules.host_ports
 

@@ -6,6 +6,7 @@
 #   path, or a Prefix path covering the other) is denied, naming that Ingress: two
 #   namespaces sharing a host steal each other's traffic. Needs the inventory (input.facts).
 # custom:
+#   appliesTo: [ingresses]
 #   id: ingress-host-conflicts
 package portreeve.rules.ingress_host_conflicts
 

@@ -6,6 +6,7 @@
 #   restrict the ingress classes. With no ingressDomains configured in any grant, hosts
 #   are not restricted, so a fresh install does not break Ingress.
 # custom:
+#   appliesTo: [ingresses]
 #   id: ingress-hosts
 package portreeve.rules.ingress_hosts
 

@@ -6,6 +6,7 @@
 #   an ungranted LoadBalancer into NodePort where node ports are granted, else into
 #   ClusterIP, and removes every field the new type forbids.
 # custom:
+#   appliesTo: [services]
 #   id: load-balancer
 package portreeve.rules.load_balancer
 

@@ -7,6 +7,7 @@
 #   grant with nodePorts (by name). Ports that ask for no nodePort get one from that range
 #   through the node-ports rule's allocate set. Needs the inventory (input.facts).
 # custom:
+#   appliesTo: [services]
 #   id: node-port-conflicts
 package portreeve.rules.node_port_conflicts
 

@@ -6,6 +6,7 @@
 #   granted ranges. Rewrite mode turns a NodePort Service into ClusterIP, switches a
 #   granted LoadBalancer's node ports off, and drops out-of-range nodePort values.
 # custom:
+#   appliesTo: [services]
 #   id: node-ports
 package portreeve.rules.node_ports
 
