@@ -131,8 +131,12 @@ load_balancer_granted if {
 	g.loadBalancer.allowed
 }
 
+# A nodePort outside the cluster's range is not the user's choice: the
+# allocator refuses those, and a server-side dry run shows a placeholder there.
 out_of_range := [p |
 	some p in k8s.node_ports
+	cluster_range.from <= p.port
+	p.port <= cluster_range.to
 	not in_granted_range(p.port)
 ]
 

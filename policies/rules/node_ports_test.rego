@@ -223,3 +223,12 @@ test_no_rewrite_when_granted if {
 	count(rewrites(req, [np_grant(["30000-30099"], {})])) == 0
 	count(rewrites(testing.service({"ports": [{"port": 80}]}), [])) == 0
 }
+
+test_dry_run_placeholder_outside_the_cluster_range_is_not_judged if {
+	req := object.union(
+		testing.service({"type": "NodePort", "ports": [{"port": 80, "nodePort": 32769}]}),
+		{"dryRun": true},
+	)
+	count(node_ports.deny) == 0 with input as req
+		with data.portreeve.config as testing.config([np_grant(["30000-30099"], {})])
+}
