@@ -54,7 +54,10 @@ test-unit: ## Unit, Rego and handler tests, plus a few seconds of each fuzzer
 test-e2e: tools build ## Tests against a real kube-apiserver (and kubectl, helm)
 	PORTREEVE_REQUIRE_TOOLS=1 PORTREEVE_BINARY=$(CURDIR)/$(BIN) go test -p 1 -count=1 -timeout 40m -v $$(go list ./test/... | grep -v -e /test/node -e /test/incluster) 2>&1 | \
 	  tee /tmp/portreeve-e2e.log | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic)' ; \
-	  test $${PIPESTATUS[0]} -eq 0
+	  status=$${PIPESTATUS[0]}; \
+	  if [[ $$status -ne 0 ]]; then echo "--- failures (full log: /tmp/portreeve-e2e.log) ---"; \
+	    grep -v '^\s*{' /tmp/portreeve-e2e.log | grep -B3 -A25 -E -- '--- FAIL|^panic' | head -400; fi; \
+	  test $$status -eq 0
 
 PAUSE_IMAGE ?= localhost/portreeve/pause:test
 
