@@ -7,7 +7,6 @@ package policytest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -87,41 +86,11 @@ func Review(ctx context.Context, r *review.Reviewer, req *review.Request) (*Outc
 }
 
 // ObjectRequest builds the request that creates (or, with old, updates) the
-// object raw (JSON): kind and name from the object, the namespace from the
-// object, else namespace, else "default".
+// object raw (JSON): see review.ObjectRequest.
 func ObjectRequest(raw, old []byte, namespace string, user policies.User) (*review.Request, error) {
-	var head struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Metadata   struct {
-			Name      string `json:"name"`
-			Namespace string `json:"namespace"`
-		} `json:"metadata"`
-	}
-	if err := json.Unmarshal(raw, &head); err != nil {
-		return nil, fmt.Errorf("not a Kubernetes object: %w", err)
-	}
-	if head.Kind == "" || head.APIVersion == "" {
-		return nil, fmt.Errorf("object has no apiVersion or kind")
-	}
-	ns := head.Metadata.Namespace
-	if ns == "" {
-		ns = namespace
-	}
-	if ns == "" {
-		ns = "default"
-	}
-	group, version, found := strings.Cut(head.APIVersion, "/")
-	if !found {
-		group, version = "", head.APIVersion
-	}
-	req := &review.Request{
-		Operation: "CREATE",
-		Kind:      policies.GroupVersionKind{Group: group, Version: version, Kind: head.Kind},
-		Namespace: ns,
-		Name:      head.Metadata.Name,
-		User:      user,
-		Object:    raw,
+	req, err := review.ObjectRequest(raw, namespace, user)
+	if err != nil {
+		return nil, err
 	}
 	if len(old) > 0 {
 		req.Operation = "UPDATE"

@@ -34,9 +34,10 @@ type ReportFinding struct {
 	Field   string `json:"field,omitempty"`
 }
 
-// ReviewObject reviews one manifest object as a CREATE by user. The namespace
-// defaults to "default" when neither the object nor namespace names one.
-func (r *Reviewer) ReviewObject(ctx context.Context, raw []byte, namespace string, user policies.User) (*Report, error) {
+// ObjectRequest builds the request that creates the object raw (JSON) as
+// user: kind and name from the object, the namespace from the object, else
+// namespace, else "default".
+func ObjectRequest(raw []byte, namespace string, user policies.User) (*Request, error) {
 	var head struct {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
@@ -62,18 +63,27 @@ func (r *Reviewer) ReviewObject(ctx context.Context, raw []byte, namespace strin
 	if !found {
 		group, version = "", head.APIVersion
 	}
-	rep := &Report{Kind: head.Kind, Namespace: ns, Name: head.Metadata.Name, Violations: []ReportFinding{}, Warnings: []string{}, Patch: []jsonpatch.Operation{}}
-	req := &Request{
+	return &Request{
 		Operation: "CREATE",
 		Kind:      policies.GroupVersionKind{Group: group, Version: version, Kind: head.Kind},
 		Namespace: ns,
 		Name:      head.Metadata.Name,
 		User:      user,
 		Object:    raw,
+	}, nil
+}
+
+// ReviewObject reviews one manifest object as a CREATE by user. The namespace
+// defaults to "default" when neither the object nor namespace names one.
+func (r *Reviewer) ReviewObject(ctx context.Context, raw []byte, namespace string, user policies.User) (*Report, error) {
+	req, err := ObjectRequest(raw, namespace, user)
+	if err != nil {
+		return nil, err
 	}
+	rep := &Report{Kind: req.Kind.Kind, Namespace: req.Namespace, Name: req.Name, Violations: []ReportFinding{}, Warnings: []string{}, Patch: []jsonpatch.Operation{}}
 	if !Supported(req.Kind) {
 		rep.Allowed = true
-		rep.Skipped = "kind " + head.APIVersion + "/" + head.Kind + " is not reviewed"
+		rep.Skipped = "kind " + gvkString(req.Kind) + " is not reviewed"
 		return rep, nil
 	}
 	m, err := r.Mutate(ctx, req)
