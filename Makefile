@@ -73,7 +73,7 @@ tools-node: ## Build the tools plus the node binaries: kubelet, kube-scheduler, 
 .PHONY: test-node
 test-node: tools-node image pause-image ## In-cluster tests on a real node (root; changes the host, undoes it, checks it)
 	PORTREEVE_REQUIRE_TOOLS=1 go test -p 1 -count=1 -timeout 40m -v ./test/node/... ./test/incluster/ 2>&1 | \
-	  tee /tmp/portreeve-node.log | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic)|^ +[a-z_]+_test.go:[0-9]+: (node|availability|timing)' ; \
+	  tee /tmp/portreeve-node.log | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic|node:)|^ +[a-z_]+\.go:[0-9]+: (node|availability|timing):' ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: node-clean
@@ -88,8 +88,8 @@ bench: ## Benchmarks of the engine and the handler
 	go test -run XXX -bench . -benchmem ./policies/ ./webhook/...
 
 .PHONY: demo
-demo: tools build ## Run the seed cases through a local control plane (KEEP=1 leaves it running)
-	go run ./hack/demo $(if $(filter 1,$(KEEP)),--keep,) --portreeve $(CURDIR)/$(BIN) --tools "$$(hack/tools.sh bindir)"
+demo: tools build $(if $(filter 1,$(NODE)),tools-node image pause-image,) ## Run the seed cases through a local control plane (KEEP=1 leaves it running; NODE=1: the chart on a real node, as root)
+	go run ./hack/demo $(if $(filter 1,$(KEEP)),--keep,) $(if $(filter 1,$(NODE)),--node,) --portreeve $(CURDIR)/$(BIN) --tools "$$(hack/tools.sh bindir)"
 
 .PHONY: clean
 clean: ## Remove build output (not the tools cache)

@@ -56,8 +56,17 @@ func main() {
 	keep := flag.Bool("keep", false, "leave the control plane and Portreeve running and print the KUBECONFIG")
 	binary := flag.String("portreeve", "", "the portreeve binary (default: built)")
 	tools := flag.String("tools", "", "folder with kube-apiserver, etcd, kubectl and helm (default: hack/tools.sh bindir)")
+	onNode := flag.Bool("node", false, "install the chart on a real node instead (root; make image pause-image; hack/tools.sh node)")
 	flag.Parse()
-	if err := run(*keep, *binary, *tools); err != nil {
+	var err error
+	if *onNode {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = runNode(ctx, *keep, *tools)
+		stop()
+	} else {
+		err = run(*keep, *binary, *tools)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}

@@ -86,13 +86,14 @@ func runMain(m *testing.M) int {
 	if logDir := os.Getenv("PORTREEVE_NODE_LOGS"); logDir != "" {
 		nodeOpts.LogDir = filepath.Join(logDir, "node")
 	}
-	nodeStart := time.Now()
-	n, err := node.Start(context.Background(), cp, nodeOpts)
+	n, err := node.StartWhenFree(context.Background(), cp, nodeOpts, func(err error) {
+		fmt.Printf("node: waiting for another node stack to end: %v\n", err)
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "incluster: start node:", err)
 		return 1
 	}
-	fmt.Printf("node: control plane ready in %.1fs, node %s Ready in %.1fs\n", cpReady.Seconds(), n.Name, time.Since(nodeStart).Seconds())
+	fmt.Printf("node: control plane ready in %.1fs, node %s Ready in %.1fs\n", cpReady.Seconds(), n.Name, n.StartTook.Seconds())
 	cluster.cp, cluster.node = cp, n
 	if cluster.cs, err = cp.Clientset(); err != nil {
 		fmt.Fprintln(os.Stderr, "incluster:", err)

@@ -132,8 +132,9 @@ type Node struct {
 	stopOnce sync.Once
 	stopErr  error
 	sigStop  chan struct{}
-	// Timings of the last Stop.
-	TeardownTook time.Duration
+	// StartTook is how long Start took; TeardownTook how long Stop took
+	// (the teardown and the host-clean check).
+	StartTook, TeardownTook time.Duration
 }
 
 // Start installs the packages if needed, takes the host lock, tears down
@@ -144,6 +145,7 @@ func Start(ctx context.Context, cp *controlplane.ControlPlane, opts Options) (n 
 	if os.Geteuid() != 0 {
 		return nil, errors.New("a node needs root")
 	}
+	began := time.Now()
 	if err := opts.defaults(cp); err != nil {
 		return nil, err
 	}
@@ -151,8 +153,7 @@ func Start(ctx context.Context, cp *controlplane.ControlPlane, opts Options) (n 
 	if timeout <= 0 {
 		timeout = 3 * time.Minute
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	parent := ctx
 	if missing := controlplane.MissingTools(opts.BinDir, BinKubelet, BinKubeScheduler, BinKubeProxy); len(missing) > 0 {
 		return nil, &controlplane.MissingToolsError{BinDir: opts.BinDir, Missing: missing}
 	}
@@ -161,13 +162,21 @@ func Start(ctx context.Context, cp *controlplane.ControlPlane, opts Options) (n 
 			return nil, fmt.Errorf("image tarball: %w", err)
 		}
 	}
-	if err := EnsurePackages(ctx); err != nil {
-		return nil, err
-	}
 	lock, err := acquireLock()
 	if err != nil {
 		return nil, err
 	}
+	// Under the lock: two test binaries never run apt-get at once. A cold
+	// install may take longer than the start itself.
+	pkgCtx, pkgCancel := context.WithTimeout(parent, 15*time.Minute)
+	err = EnsurePackages(pkgCtx)
+	pkgCancel()
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
 	if procs := foreignNodeProcesses(); len(procs) > 0 {
 		lock.release()
 		return nil, fmt.Errorf("%w: %s", ErrNodeRunning, strings.Join(procs, ", "))
@@ -230,6 +239,7 @@ func Start(ctx context.Context, cp *controlplane.ControlPlane, opts Options) (n 
 			return nil, fmt.Errorf("node: %s: %w", s.name, err)
 		}
 	}
+	n.StartTook = time.Since(began)
 	return n, nil
 }
 
@@ -620,7 +630,10 @@ func (n *Node) stop() error {
 		}
 	}
 	if err := CleanAndCheck(ctx, n.rec); err != nil {
+		// The record stays: the next Start (or node-clean) tries again.
 		errs = append(errs, err)
+	} else {
+		_ = os.Remove(recordPath())
 	}
 	n.lock.release()
 	return errors.Join(errs...)
@@ -686,10 +699,11 @@ func Recover(ctx context.Context) error {
 		_ = os.Remove(recordPath())
 		return nil
 	}
-	if err := CleanAndCheck(ctx, r); err != nil {
-		return err
-	}
-	return os.Remove(recordPath())
+	// One more full teardown; its record goes either way, so a host that
+	// cannot be cleaned fails one run, not every run after it.
+	err = CleanAndCheck(ctx, r)
+	_ = os.Remove(recordPath())
+	return err
 }
 
 // handleSignals tears the node down on SIGINT or SIGTERM, then raises the
@@ -702,7 +716,11 @@ func (n *Node) handleSignals() {
 		select {
 		case <-n.sigStop:
 		case sig := <-ch:
-			_ = n.Stop()
+			if err := n.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "node: torn down after %v: %v\n", sig, err)
+			} else {
+				fmt.Fprintf(os.Stderr, "node: torn down after %v; host clean\n", sig)
+			}
 			signal.Stop(ch)
 			if s, ok := sig.(syscall.Signal); ok {
 				_ = syscall.Kill(os.Getpid(), s)

@@ -85,12 +85,11 @@ func acquireLock() (*hostLock, error) {
 	return &hostLock{f: f}, nil
 }
 
-// release removes the record and the lock.
+// release removes the lock (and StateDir, unless a record is left in it).
 func (l *hostLock) release() {
 	if l == nil || l.f == nil {
 		return
 	}
-	_ = os.Remove(recordPath())
 	_ = os.Remove(l.f.Name())
 	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
 	_ = l.f.Close()

@@ -138,12 +138,13 @@ func unmountAll(r *record) error {
 	return nil
 }
 
-// removeCgroups removes the cgroup trees that appeared since the snapshot
-// (kubepods in every hierarchy), deepest first.
+// removeCgroups removes the kubelet's cgroup trees (kubepods in every
+// hierarchy) that appeared since the snapshot, deepest first. Other new
+// cgroups are left alone (the host check reports them).
 func removeCgroups(r *record) error {
 	var errs []error
 	for _, cg := range cgroupDirs() {
-		if slices.Contains(r.Before.Cgroups, cg) || strings.HasPrefix(cg, "unified-root/") {
+		if slices.Contains(r.Before.Cgroups, cg) || !strings.HasPrefix(filepath.Base(cg), "kubepods") || strings.HasPrefix(cg, "unified-root/") {
 			continue
 		}
 		root := filepath.Join("/sys/fs/cgroup", cg)
@@ -192,27 +193,35 @@ func removeNetwork(ctx context.Context, r *record) error {
 	if err != nil {
 		return err
 	}
+	// The pods' veths are the ones enslaved to the node's bridge (those of
+	// pods whose network namespace is gone have gone with it).
+	var podVeths []string
+	if r.Bridge != "" && slices.ContainsFunc(links, func(l string) bool { return linkName(l) == r.Bridge }) {
+		enslaved, _ := ipLines(ctx, "-o", "link", "show", "master", r.Bridge)
+		for _, l := range enslaved {
+			podVeths = append(podVeths, linkName(l))
+		}
+	}
 	for _, l := range links {
 		name := linkName(l)
 		if slices.Contains(r.Before.Links, name) {
 			continue
 		}
-		if name == r.Bridge || name == r.HostVeth || name == peerVeth(r.HostVeth) || strings.HasPrefix(name, "veth") {
+		if name == r.Bridge || name == r.HostVeth || name == peerVeth(r.HostVeth) || slices.Contains(podVeths, name) {
 			if _, err := run(ctx, "ip", "link", "del", name); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 				errs = append(errs, err)
 			}
 		}
 	}
-	if r.Block != "" {
+	if r.Block != "" && !slices.Contains(r.Before.Routes, "blackhole "+r.Block) {
 		routes, err := ipLines(ctx, "-4", "route", "show", "type", "blackhole")
-		if err == nil {
-			for _, rt := range routes {
-				if strings.Fields(rt)[1] == r.Block && !slices.ContainsFunc(r.Before.Routes, func(b string) bool {
-					return strings.HasPrefix(b, "blackhole "+r.Block+" ") || b == "blackhole "+r.Block
-				}) {
-					if _, err := run(ctx, "ip", "route", "del", "blackhole", r.Block); err != nil {
-						errs = append(errs, err)
-					}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, rt := range routes {
+			if f := strings.Fields(rt); len(f) > 1 && f[1] == r.Block {
+				if _, err := run(ctx, "ip", "route", "del", "blackhole", r.Block); err != nil {
+					errs = append(errs, err)
 				}
 			}
 		}

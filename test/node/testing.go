@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -106,18 +107,39 @@ func skipOrFail(t testing.TB, err error) {
 // the host-clean check failing fails the test.
 func StartForTest(t testing.TB, cp *controlplane.ControlPlane, opts Options) *Node {
 	t.Helper()
-	start := time.Now()
-	n, err := Start(context.Background(), cp, opts)
+	n, err := StartWhenFree(context.Background(), cp, opts, func(err error) { t.Logf("node: waiting: %v", err) })
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
-	t.Logf("node %s Ready %.1fs after its start", n.Name, time.Since(start).Seconds())
+	t.Logf("node: %s Ready %.1fs after its start", n.Name, n.StartTook.Seconds())
 	t.Cleanup(func() {
 		if err := n.Stop(); err != nil {
 			t.Errorf("node teardown: %v", err)
 			return
 		}
-		t.Logf("node torn down in %.1fs; host clean", n.TeardownTook.Seconds())
+		t.Logf("node: torn down in %.1fs; host clean", n.TeardownTook.Seconds())
 	})
 	return n
+}
+
+// StartWhenFree is Start, but while another node stack runs (go test runs
+// packages in parallel unless -p 1) it waits for it to end, up to 20
+// minutes, calling waiting once.
+func StartWhenFree(ctx context.Context, cp *controlplane.ControlPlane, opts Options, waiting func(error)) (*Node, error) {
+	deadline := time.Now().Add(20 * time.Minute)
+	for {
+		n, err := Start(ctx, cp, opts)
+		if !errors.Is(err, ErrNodeRunning) || time.Now().After(deadline) {
+			return n, err
+		}
+		if waiting != nil {
+			waiting(err)
+			waiting = nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
