@@ -496,6 +496,8 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
 			"bind-address":                     "127.0.0.1",
 			"secure-port":                      strconv.Itoa(ports[0]),
 			"cert-dir":                         filepath.Join(cp.Dir, "kcm-certs"),
+			// Else it creates /usr/libexec/kubernetes/kubelet-plugins on the host.
+			"flex-volume-plugin-dir": filepath.Join(cp.Dir, "flexvolume"),
 		}
 		return flagArgs(defaults, cp.opts.ControllerManagerFlags)
 	}
