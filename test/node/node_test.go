@@ -48,15 +48,22 @@ func TestNode(t *testing.T) {
 		if running.Spec.NodeName != n.Name {
 			t.Fatalf("pod scheduled to %q, want %q", running.Spec.NodeName, n.Name)
 		}
-		// The hostPort is real: portmap's DNAT rule for node-ip:18080.
-		rules, err := nftRuleset(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.ContainsFunc(rules, func(l string) bool {
-			return strings.Contains(l, "CNI-DN-") && strings.Contains(l, "dport 18080") && strings.Contains(l, running.Status.PodIP)
-		}) {
-			t.Fatalf("no DNAT rule for hostPort 18080 to %s in:\n%s", running.Status.PodIP, strings.Join(rules, "\n"))
+		// The hostPort is real: portmap's DNAT rule for node-ip:18080. kube-proxy
+		// rewrites the nat table now and then, so a listing can miss it: retry.
+		var rules []string
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			if rules, err = nftRuleset(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if slices.ContainsFunc(rules, func(l string) bool {
+				return strings.Contains(l, "CNI-DN-") && strings.Contains(l, "dport 18080") && strings.Contains(l, running.Status.PodIP)
+			}) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no DNAT rule for hostPort 18080 to %s in:\n%s", running.Status.PodIP, strings.Join(rules, "\n"))
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
 	})
 
