@@ -55,8 +55,12 @@ func TestNode(t *testing.T) {
 			if rules, err = nftRuleset(t.Context()); err != nil {
 				t.Fatal(err)
 			}
+			// nft does not always render the xtables DNAT target (then the
+			// pod IP is missing from the line): the per-pod chain matching
+			// node-ip:18080 is what portmap adds for this hostPort.
 			if slices.ContainsFunc(rules, func(l string) bool {
-				return strings.Contains(l, "CNI-DN-") && strings.Contains(l, "dport 18080") && strings.Contains(l, running.Status.PodIP)
+				return strings.Contains(l, "CNI-DN-") && strings.Contains(l, "dport 18080") &&
+					(strings.Contains(l, running.Status.PodIP) || strings.Contains(l, "daddr "+n.IP))
 			}) {
 				break
 			}
