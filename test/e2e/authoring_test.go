@@ -248,28 +248,10 @@ func TestAuthoringCustomRuleLifecycle(t *testing.T) {
 
 	policyDir := &authoringPolicyDir{dir: t.TempDir()}
 	policyDir.set(t, map[string]string{})
-	p, err := harness.Start(ctx, harness.Options{
-		Kubeconfig: cp.KubeconfigPath,
-		Config:     authoringConfig,
-		ExtraArgs:  []string{"--policy-dir", policyDir.dir, "--audit-interval", "10s"},
+	p := harness.StartForTest(t, cp, harness.Options{
+		Config:    authoringConfig,
+		ExtraArgs: []string{"--policy-dir", policyDir.dir, "--audit-interval", "10s"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(p.LogTail())
-		}
-		if err := p.Stop(); err != nil {
-			t.Errorf("stop portreeve: %v", err)
-		}
-	})
-	if err := p.RegisterWebhooks(ctx, cp); err != nil {
-		t.Fatal(err)
-	}
-	if err := harness.WaitForWebhook(ctx, cp, "default"); err != nil {
-		t.Fatal(err)
-	}
 	if stderr, err := authoringDryRun(t, cp, authoringPublicLB); err != nil {
 		t.Fatalf("before the custom rule, a public LoadBalancer in team-a is admitted: %v\n%s", err, stderr)
 	}

@@ -62,24 +62,7 @@ func conflictSetup(t *testing.T) *conflictEnv {
 			t.Fatal(err)
 		}
 	}
-	p, err := harness.Start(ctx, harness.Options{Kubeconfig: cp.KubeconfigPath, Config: conflictConfig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(p.LogTail())
-		}
-		if err := p.Stop(); err != nil {
-			t.Errorf("stop portreeve: %v", err)
-		}
-	})
-	if err := p.RegisterWebhooks(ctx, cp); err != nil {
-		t.Fatal(err)
-	}
-	if err := harness.WaitForWebhook(ctx, cp, "default"); err != nil {
-		t.Fatal(err)
-	}
+	p := harness.StartForTest(t, cp, harness.Options{Config: conflictConfig})
 	return &conflictEnv{cp: cp, p: p}
 }
 

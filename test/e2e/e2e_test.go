@@ -58,24 +58,7 @@ func setup(t *testing.T, config string, values ...string) *env {
 			t.Fatal(err)
 		}
 	}
-	p, err := harness.Start(ctx, harness.Options{Kubeconfig: cp.KubeconfigPath, Config: config})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(p.LogTail())
-		}
-		if err := p.Stop(); err != nil {
-			t.Errorf("stop portreeve: %v", err)
-		}
-	})
-	if err := p.RegisterWebhooks(ctx, cp, values...); err != nil {
-		t.Fatal(err)
-	}
-	if err := harness.WaitForWebhook(ctx, cp, "default"); err != nil {
-		t.Fatal(err)
-	}
+	p := harness.StartForTest(t, cp, harness.Options{Config: config}, values...)
 	return &env{cp: cp, p: p}
 }
 

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/portreeve/portreeve/certs"
@@ -338,4 +339,33 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// StartForTest starts Portreeve against cp for a test, registers its webhooks
+// and waits until the apiserver calls them; it stops Portreeve in t.Cleanup
+// (printing the end of its log when the test failed). Extra helm values
+// adjust the chart's webhook configurations.
+func StartForTest(t testing.TB, cp *controlplane.ControlPlane, opts Options, values ...string) *Portreeve {
+	t.Helper()
+	ctx := t.Context()
+	opts.Kubeconfig = cp.KubeconfigPath
+	p, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(p.LogTail())
+		}
+		if err := p.Stop(); err != nil {
+			t.Errorf("stop portreeve: %v", err)
+		}
+	})
+	if err := p.RegisterWebhooks(ctx, cp, values...); err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitForWebhook(ctx, cp, "default"); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
