@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -706,7 +707,11 @@ func CustomRuleIDs(modules map[string]string) []string {
 }
 
 // RuleIDs lists the ids of the built-in rules.
-func RuleIDs() []string {
+func RuleIDs() []string { return slices.Clone(builtinRuleIDs()) }
+
+// builtinRuleIDs parses the embedded modules once: they never change, and
+// every configuration that is parsed or validated asks for them.
+var builtinRuleIDs = sync.OnceValue(func() []string {
 	src, err := BuiltinModules()
 	if err != nil {
 		return nil
@@ -723,4 +728,4 @@ func RuleIDs() []string {
 	}
 	slices.Sort(ids)
 	return ids
-}
+})
