@@ -231,7 +231,7 @@ func (cp *ControlPlane) PIDs() map[string]int {
 	defer cp.mu.Unlock()
 	m := make(map[string]int, len(cp.procs))
 	for _, p := range cp.procs {
-		m[p.name] = p.pid()
+		m[p.Name] = p.PID()
 	}
 	return m
 }
@@ -262,7 +262,7 @@ func (cp *ControlPlane) stop() error {
 	procs := append([]*process(nil), cp.procs...)
 	cp.mu.Unlock()
 	for _, p := range procs {
-		p.stopping.Store(true)
+		p.Expect()
 	}
 
 	var errs []error
@@ -271,13 +271,13 @@ func (cp *ControlPlane) stop() error {
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
 	for _, p := range procs {
-		if p.name == BinEtcd {
+		if p.Name == BinEtcd {
 			continue
 		}
 		wg.Add(1)
 		go func(p *process) {
 			defer wg.Done()
-			if err := p.stop(); err != nil {
+			if err := p.Stop(); err != nil {
 				errMu.Lock()
 				errs = append(errs, err)
 				errMu.Unlock()
@@ -286,8 +286,8 @@ func (cp *ControlPlane) stop() error {
 	}
 	wg.Wait()
 	for _, p := range procs {
-		if p.name == BinEtcd {
-			if err := p.stop(); err != nil {
+		if p.Name == BinEtcd {
+			if err := p.Stop(); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -360,7 +360,7 @@ func (cp *ControlPlane) startWithRetry(ctx context.Context, name string, nPorts 
 		if err == nil {
 			return ports, p, nil
 		}
-		_ = p.stop()
+		_ = p.Stop()
 		if attempt == 0 && p.addrInUse() && ctx.Err() == nil {
 			cp.forget(p)
 			continue
@@ -622,10 +622,10 @@ func waitReady(ctx context.Context, p *process, check func(context.Context) erro
 			return nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited while starting: %w", p.name, p.exitError())
+		case <-p.Done():
+			return fmt.Errorf("%s exited while starting: %w", p.Name, p.exitError())
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (last probe: %v)%s", p.name, ctx.Err(), last, p.logTail())
+			return fmt.Errorf("%s not ready: %w (last probe: %v)%s", p.Name, ctx.Err(), last, p.LogTail(40))
 		case <-tick.C:
 		}
 	}

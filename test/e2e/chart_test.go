@@ -60,7 +60,7 @@ func TestChartSelfSigned(t *testing.T) {
 			t.Log(s.LogTail())
 		}
 	})
-	t.Logf("portreeve serve %s", strings.Join(s.cmd.Args[1:], " "))
+	t.Logf("portreeve serve %s", strings.Join(s.Args()[1:], " "))
 
 	if !t.Run("starts-gets-certs-denies", func(t *testing.T) {
 		if err := s.waitReady(ctx, 2*time.Minute, nil); err != nil {
@@ -259,7 +259,7 @@ func TestChartCertManager(t *testing.T) {
 	}
 
 	s := r.startServeForTest(t, r.serviceAccountKubeconfig(t))
-	t.Logf("portreeve serve %s", strings.Join(s.cmd.Args[1:], " "))
+	t.Logf("portreeve serve %s", strings.Join(s.Args()[1:], " "))
 	if err := s.waitReady(ctx, 2*time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -8,12 +8,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,70 +19,29 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portreeve/portreeve/test/harness"
+	"github.com/portreeve/portreeve/test/proc"
 )
 
-// hostProcess is a program started by a test, stopped by PID (its process
-// group) in Stop; its output goes to a log file.
-type hostProcess struct {
-	name    string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	logPath string
-}
+// hostProcess is a program started by a test (test/proc: its own process
+// group, killed with the test binary), its output in a log file.
+type hostProcess struct{ *proc.Process }
 
 func startHostProcess(name, logPath, bin string, args ...string) (*hostProcess, error) {
-	logFile, err := os.Create(logPath)
+	p, err := proc.Start(proc.Options{Name: name, Binary: bin, Args: args, LogPath: logPath, StopGrace: 15 * time.Second})
 	if err != nil {
 		return nil, err
 	}
-	p := &hostProcess{name: name, done: make(chan struct{}), logPath: logPath}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// Stop sends SIGTERM to the process group, then SIGKILL after 15 s, and
-// waits for the exit.
-func (p *hostProcess) Stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
+	return &hostProcess{p}, nil
 }
 
 // Log returns the whole log.
 func (p *hostProcess) Log() string {
-	b, _ := os.ReadFile(p.logPath)
+	b, _ := os.ReadFile(p.LogPath)
 	return string(b)
 }
 
 // LogTail returns the end of the log, for failure messages.
-func (p *hostProcess) LogTail() string {
-	s := p.Log()
-	if len(s) > 6000 {
-		s = s[len(s)-6000:]
-	}
-	return fmt.Sprintf("--- %s log (tail) ---\n%s", p.name, s)
-}
+func (p *hostProcess) LogTail() string { return p.Process.LogTail(80) }
 
 // startHostProcessForTest starts a hostProcess that t.Cleanup stops,
 // printing its log tail when the test failed.
@@ -95,7 +52,9 @@ func startHostProcessForTest(t *testing.T, name, bin string, args ...string) *ho
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.Stop()
+		if err := p.Stop(); err != nil {
+			t.Error(err)
+		}
 		if t.Failed() {
 			t.Log(p.LogTail())
 		}
@@ -280,8 +239,8 @@ func (s *hostServe) waitReady(ctx context.Context, timeout time.Duration, giveUp
 	last := "no answer"
 	for {
 		select {
-		case <-s.done:
-			return fmt.Errorf("portreeve serve exited: %v", s.waitErr)
+		case <-s.Done():
+			return fmt.Errorf("portreeve serve exited: %v", s.WaitErr())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):

@@ -20,12 +20,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/portreeve/portreeve/certs"
 	"github.com/portreeve/portreeve/test/controlplane"
+	"github.com/portreeve/portreeve/test/proc"
 )
 
 // Namespace is the namespace Portreeve "runs in" (exempt from review).
@@ -45,7 +45,8 @@ type Options struct {
 	Config string
 	// ExtraArgs go to `portreeve serve`.
 	ExtraArgs []string
-	// Logs receives the server's output (default: a log file in the work dir).
+	// Logs also receives the server's output, each line prefixed; it always goes
+	// to serve.log in the work dir too.
 	Logs io.Writer
 }
 
@@ -64,10 +65,7 @@ type Portreeve struct {
 	// Dir holds the certificates, the configuration and the log.
 	Dir string
 
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	logFile *os.File
+	proc *proc.Process
 }
 
 // Start runs portreeve serve and waits until it is ready.
@@ -80,7 +78,7 @@ func Start(ctx context.Context, opts Options) (*Portreeve, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Portreeve{Dir: dir, done: make(chan struct{})}
+	p := &Portreeve{Dir: dir}
 	ok := false
 	defer func() {
 		if !ok {
@@ -127,23 +125,13 @@ func Start(ctx context.Context, opts Options) (*Portreeve, error) {
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]))
 	args = append(args, opts.ExtraArgs...)
 
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	logs := opts.Logs
-	if logs == nil {
-		if p.logFile, err = os.Create(filepath.Join(dir, "serve.log")); err != nil {
-			return nil, err
-		}
-		logs = p.logFile
-	}
-	p.cmd.Stdout, p.cmd.Stderr = logs, logs
-	if err := p.cmd.Start(); err != nil {
+	p.proc, err = proc.Start(proc.Options{
+		Name: "portreeve", Binary: bin, Args: args,
+		LogPath: filepath.Join(dir, "serve.log"), Logs: opts.Logs, StopGrace: 10 * time.Second,
+	})
+	if err != nil {
 		return nil, err
 	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
 	if err := p.waitReady(ctx, 60*time.Second); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, p.LogTail())
 	}
@@ -156,8 +144,8 @@ func (p *Portreeve) waitReady(ctx context.Context, timeout time.Duration) error 
 	defer cancel()
 	for {
 		select {
-		case <-p.done:
-			return fmt.Errorf("portreeve serve exited: %v", p.waitErr)
+		case <-p.proc.Done():
+			return fmt.Errorf("portreeve serve exited: %v", p.proc.WaitErr())
 		case <-ctx.Done():
 			return fmt.Errorf("portreeve serve not ready: %w", ctx.Err())
 		case <-time.After(100 * time.Millisecond):
@@ -173,40 +161,25 @@ func (p *Portreeve) waitReady(ctx context.Context, timeout time.Duration) error 
 	}
 }
 
-// LogTail returns the end of the server's log (when it logs to its file).
+// LogTail returns the end of the server's log.
 func (p *Portreeve) LogTail() string {
-	if p.logFile == nil {
+	if p.proc == nil {
 		return ""
 	}
-	b, err := os.ReadFile(p.logFile.Name())
-	if err != nil {
-		return ""
-	}
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return "--- portreeve serve log (tail) ---\n" + string(b)
+	return p.proc.LogTail(40)
 }
 
 // Stop ends the server (SIGTERM, then SIGKILL) and removes its files.
 func (p *Portreeve) Stop() error {
-	if p.cmd != nil && p.cmd.Process != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
+	var err error
+	if p.proc != nil {
+		err = p.proc.Stop()
 	}
-	if p.logFile != nil {
-		p.logFile.Close()
-	}
-	return os.RemoveAll(p.Dir)
+	return errors.Join(err, os.RemoveAll(p.Dir))
 }
 
 // Stopped is closed when the server has exited.
-func (p *Portreeve) Stopped() <-chan struct{} { return p.done }
+func (p *Portreeve) Stopped() <-chan struct{} { return p.proc.Done() }
 
 // Client is an HTTPS client that trusts the serving CA.
 func (p *Portreeve) Client() *http.Client {

@@ -5,15 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/portreeve/portreeve/test/proc"
 )
 
 // TestChartSelfSigned installs the chart with the built-in certificate
@@ -312,31 +312,19 @@ func startCertManager(t *testing.T) {
 		t.Fatalf("cert-manager CRDs: %v\n%s", r.err, r)
 	}
 	for _, name := range []string{"cert-manager-controller", "cert-manager-cainjector"} {
-		logPath := filepath.Join(t.TempDir(), name+".log")
-		f, err := os.Create(logPath)
+		p, err := proc.Start(proc.Options{
+			Name: name, Binary: filepath.Join(bin, name), Args: []string{"--kubeconfig=" + cluster.cp.KubeconfigPath},
+			LogPath: filepath.Join(t.TempDir(), name+".log"), StopGrace: 10 * time.Second,
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(filepath.Join(bin, name), "--kubeconfig="+cluster.cp.KubeconfigPath)
-		cmd.Stdout, cmd.Stderr = f, f
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		t.Cleanup(func() {
-			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				<-done
+			if err := p.Stop(); err != nil {
+				t.Error(err)
 			}
-			f.Close()
 			if t.Failed() {
-				b, _ := os.ReadFile(logPath)
-				t.Logf("%s log (tail):\n%s", name, tail(string(b), 30))
+				t.Logf("%s log:%s", name, p.LogTail(30))
 			}
 		})
 	}

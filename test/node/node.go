@@ -45,6 +45,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/portreeve/portreeve/test/controlplane"
+
+	"github.com/portreeve/portreeve/test/proc"
 )
 
 // Names of the node binaries in the tools bin folder.
@@ -128,7 +130,7 @@ type Node struct {
 	relay  net.Listener
 
 	mu       sync.Mutex
-	procs    map[string]*process
+	procs    map[string]*proc.Process
 	stopOnce sync.Once
 	stopErr  error
 	sigStop  chan struct{}
@@ -198,7 +200,7 @@ func Start(ctx context.Context, cp *controlplane.ControlPlane, opts Options) (n 
 	n = &Node{
 		Name: opts.Name, IP: opts.NodeIP, Dir: dir, cp: cp, opts: opts, binDir: opts.BinDir, lock: lock,
 		ContainerdSocket: filepath.Join(dir, "containerd", "containerd.sock"),
-		procs:            map[string]*process{},
+		procs:            map[string]*proc.Process{},
 		sigStop:          make(chan struct{}),
 	}
 	n.LogDir = opts.LogDir
@@ -356,9 +358,11 @@ func (n *Node) setupNetwork(ctx context.Context) error {
 	return nil
 }
 
-func (n *Node) launch(name, binary string, args []string) (*process, error) {
-	env := proxyEnv(n.IP, n.opts.Block)
-	p, err := launch(name, binary, args, env, filepath.Join(n.LogDir, name+".log"), n.opts.Logs)
+func (n *Node) launch(name, binary string, args []string) (*proc.Process, error) {
+	p, err := proc.Start(proc.Options{
+		Name: name, Binary: binary, Args: args, Env: proxyEnv(n.IP, n.opts.Block),
+		LogPath: filepath.Join(n.LogDir, name+".log"), AppendLog: true, Logs: n.opts.Logs, StopGrace: stopGrace,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +373,7 @@ func (n *Node) launch(name, binary string, args []string) (*process, error) {
 }
 
 // waitFor polls check every 200 ms until it succeeds, p exits or ctx ends.
-func waitFor(ctx context.Context, p *process, what string, check func(context.Context) error) error {
+func waitFor(ctx context.Context, p *proc.Process, what string, check func(context.Context) error) error {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	var last error
@@ -379,8 +383,8 @@ func waitFor(ctx context.Context, p *process, what string, check func(context.Co
 		}
 		if p != nil {
 			select {
-			case <-p.done:
-				return fmt.Errorf("%s exited while starting: %v%s", p.name, p.waitErr, logTail(p.logPath, 30))
+			case <-p.Done():
+				return fmt.Errorf("%s exited while starting: %v%s", p.Name, p.WaitErr(), p.LogTail(30))
 			default:
 			}
 		}
@@ -388,7 +392,7 @@ func waitFor(ctx context.Context, p *process, what string, check func(context.Co
 		case <-ctx.Done():
 			tail := ""
 			if p != nil {
-				tail = logTail(p.logPath, 30)
+				tail = p.LogTail(30)
 			}
 			return fmt.Errorf("%s: %w (last: %v)%s", what, ctx.Err(), last, tail)
 		case <-t.C:
@@ -586,7 +590,7 @@ func (n *Node) Failed() error {
 	defer n.mu.Unlock()
 	var errs []error
 	for _, p := range n.procs {
-		errs = append(errs, p.unexpectedExit())
+		errs = append(errs, unexpectedExit(p))
 	}
 	return errors.Join(errs...)
 }
@@ -616,16 +620,16 @@ func (n *Node) stop() error {
 	n.mu.Unlock()
 	for _, name := range []string{"kube-proxy", "kube-scheduler", "kubelet"} {
 		if p := procs[name]; p != nil {
-			if err := p.stop(); err != nil {
+			if err := p.Stop(); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	if p := procs["containerd"]; p != nil {
-		if !p.exited() {
+		if !p.Exited() {
 			n.removeContainers(ctx)
 		}
-		if err := p.stop(); err != nil {
+		if err := p.Stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}
