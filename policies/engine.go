@@ -86,12 +86,6 @@ func (r RuleInfo) appliesTo(family string) bool {
 	return len(r.AppliesTo) == 0 || family == "" || slices.Contains(r.AppliesTo, family)
 }
 
-// queries are the prepared findings and rewrites queries over a store whose
-// configuration lists only the rules of one family.
-type queries struct {
-	findings, rewrites rego.PreparedEvalQuery
-}
-
 // FailurePolicy says what a rule that fails to evaluate decides.
 type FailurePolicy string
 
@@ -165,13 +159,12 @@ type Engine struct {
 	rules    []RuleInfo
 	compiler *ast.Compiler
 	store    storage.Store
-	findings rego.PreparedEvalQuery
-	rewrites rego.PreparedEvalQuery
-	// byFamily evaluates only the rules that apply to the object's family.
-	byFamily map[string]queries
-	budget   time.Duration
-	tracer   topdown.QueryTracer
-	onError  func(RuleError)
+	grants   *grantIndex
+	// plans are the fast paths, by query kind and family ("" for other kinds).
+	plans   [2]map[string]*plan
+	budget  time.Duration
+	tracer  topdown.QueryTracer
+	onError func(RuleError)
 	// perRule holds the queries that evaluate one rule at a time, prepared on
 	// first use: only needed to isolate a rule that fails.
 	perRule map[string]*ruleQueries
@@ -220,20 +213,16 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	for i := range rules {
 		rules[i].Mode = cfg.Mode(rules[i].ID)
 	}
-	// Values stay in AST form in the store: no conversion of the config per evaluation.
-	store := inmem.NewFromObjectWithOpts(map[string]any{"portreeve": map[string]any{"config": cfg.Data(ids)}},
-		inmem.OptReturnASTValuesOnRead(true))
-	prepareOn := func(store storage.Store, query string) (rego.PreparedEvalQuery, error) {
-		return rego.New(
-			rego.Query(query),
-			rego.Compiler(compiler),
-			rego.Store(store),
-			rego.Capabilities(Capabilities()),
-		).PrepareForEval(ctx)
+	data := cfg.Data(ids)
+	grants, err := newGrantIndex(cfg, data)
+	if err != nil {
+		return nil, err
 	}
-	prepare := func(query string) (rego.PreparedEvalQuery, error) { return prepareOn(store, query) }
+	// Values stay in AST form in the store: no conversion of the config per evaluation.
+	store := inmem.NewFromObjectWithOpts(map[string]any{"portreeve": map[string]any{"config": data}},
+		inmem.OptReturnASTValuesOnRead(true))
 	e := &Engine{
-		config: cfg, rules: rules, compiler: compiler, store: store,
+		config: cfg, rules: rules, compiler: compiler, store: store, grants: grants,
 		budget: opts.EvalTimeout, tracer: opts.Tracer, onError: opts.OnRuleError,
 		perRule: make(map[string]*ruleQueries, len(rules)),
 	}
@@ -243,30 +232,13 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	for _, r := range rules {
 		e.perRule[r.ID] = &ruleQueries{}
 	}
-	if e.findings, err = prepare("data.portreeve.main.findings"); err != nil {
-		return nil, fmt.Errorf("prepare findings query: %w", err)
-	}
-	if e.rewrites, err = prepare("data.portreeve.main.rewrites"); err != nil {
-		return nil, fmt.Errorf("prepare rewrites query: %w", err)
-	}
-	e.byFamily = make(map[string]queries, len(families))
-	for _, f := range families {
-		var fids []string
-		for _, r := range rules {
-			if r.appliesTo(f) {
-				fids = append(fids, r.ID)
+	for _, kind := range []queryKind{queryFindings, queryRewrites} {
+		e.plans[kind] = make(map[string]*plan, len(families)+1)
+		for _, f := range append([]string{""}, families...) {
+			if e.plans[kind][f], err = e.newPlan(ctx, f, kind); err != nil {
+				return nil, err
 			}
 		}
-		fstore := inmem.NewFromObjectWithOpts(map[string]any{"portreeve": map[string]any{"config": cfg.Data(fids)}},
-			inmem.OptReturnASTValuesOnRead(true))
-		var q queries
-		if q.findings, err = prepareOn(fstore, "data.portreeve.main.findings"); err != nil {
-			return nil, fmt.Errorf("prepare findings query: %w", err)
-		}
-		if q.rewrites, err = prepareOn(fstore, "data.portreeve.main.rewrites"); err != nil {
-			return nil, fmt.Errorf("prepare rewrites query: %w", err)
-		}
-		e.byFamily[f] = q
 	}
 	return e, nil
 }
@@ -527,15 +499,15 @@ func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 	}
 	findings := make([]Finding, 0, len(rs))
 	types := make([]string, 0, len(rs))
-	for _, raw := range rs {
-		m, _ := raw.(map[string]any)
-		f := Finding{Rule: str(m["rule"]), Message: str(m["msg"]), Field: str(m["field"]), Fix: str(m["fix"])}
+	for _, t := range rs {
+		m, _ := t.raw.(map[string]any)
+		f := Finding{Rule: t.rule, Message: str(m["msg"]), Field: str(m["field"]), Fix: str(m["fix"])}
 		if bad := findingProblem(m); bad != "" {
-			failed = addFailure(failed, f.Rule, fmt.Errorf("%s: %v", bad, raw))
+			failed = addFailure(failed, f.Rule, fmt.Errorf("%s: %v", bad, t.raw))
 			continue
 		}
 		findings = append(findings, f)
-		types = append(types, str(m["type"]))
+		types = append(types, t.set)
 	}
 	for i, f := range findings {
 		if _, bad := failed[f.Rule]; bad {
@@ -602,9 +574,9 @@ func (e *Engine) Rewrites(ctx context.Context, in *Input) ([]Rewrite, error) {
 		return nil, err
 	}
 	out := make([]Rewrite, 0, len(rs))
-	for _, raw := range rs {
-		m, _ := raw.(map[string]any)
-		r := Rewrite{Rule: str(m["rule"]), Op: str(m["op"]), Path: str(m["path"]), Value: m["value"], Reason: str(m["reason"])}
+	for _, t := range rs {
+		m, _ := t.raw.(map[string]any)
+		r := Rewrite{Rule: t.rule, Op: str(m["op"]), Path: str(m["path"]), Value: m["value"], Reason: str(m["reason"])}
 		if err := rewriteProblem(m, r); err != nil {
 			failed = addFailure(failed, r.Rule, err)
 			continue
@@ -649,16 +621,13 @@ func rewriteProblem(m map[string]any, r Rewrite) error {
 // with this input, and returns the value of its first expression (nil when
 // undefined). It prepares the query on each call: for offline tools only.
 func (e *Engine) Query(ctx context.Context, query string, in *Input) (any, error) {
-	v, err := in.value()
-	if err != nil {
-		return nil, fmt.Errorf("convert input: %w", err)
-	}
+	res := e.grants.resolve(in, time.Now())
 	rs, err := rego.New(
 		rego.Query(query),
 		rego.Compiler(e.compiler),
 		rego.Store(e.store),
 		rego.Capabilities(Capabilities()),
-		rego.ParsedInput(v),
+		rego.ParsedInput(in.value(&res)),
 	).Eval(ctx)
 	if err != nil {
 		return nil, err

@@ -2,9 +2,7 @@ package policies
 
 import (
 	"encoding/json"
-	"reflect"
 	"strconv"
-	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -62,86 +60,43 @@ type PodView struct {
 	ServiceAccount string `json:"serviceAccount"`
 }
 
-// value converts the input to an AST value without a JSON round trip. The pod
-// spec is converted once when it is the object's own (not defaulted) spec.
-func (in *Input) value() (ast.Value, error) {
-	groups := make([]*ast.Term, len(in.User.Groups))
+// value converts the input to an AST value without a JSON round trip. It
+// stays a tree of Go maps that converts lazily, key by key, as far as the
+// rules read it: most rules read a few fields of a large object.
+func (in *Input) value(res *resolved) ast.Value {
+	groups := make([]any, len(in.User.Groups))
 	for i, g := range in.User.Groups {
-		groups[i] = ast.StringTerm(g)
+		groups[i] = g
 	}
-	labels := make([][2]*ast.Term, 0, len(in.NamespaceLabels))
+	labels := make(map[string]any, len(in.NamespaceLabels))
 	for k, v := range in.NamespaceLabels {
-		labels = append(labels, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
+		labels[k] = v
 	}
-	object, err := ast.InterfaceToValue(in.Object)
-	if err != nil {
-		return nil, err
-	}
-	facts, err := ast.InterfaceToValue(in.Facts.value())
-	if err != nil {
-		return nil, err
-	}
-	items := [][2]*ast.Term{
-		ast.Item(ast.StringTerm("operation"), ast.StringTerm(in.Operation)),
-		ast.Item(ast.StringTerm("kind"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("group"), ast.StringTerm(in.Kind.Group)),
-			ast.Item(ast.StringTerm("version"), ast.StringTerm(in.Kind.Version)),
-			ast.Item(ast.StringTerm("kind"), ast.StringTerm(in.Kind.Kind)),
-		)),
-		ast.Item(ast.StringTerm("namespace"), ast.StringTerm(in.Namespace)),
-		ast.Item(ast.StringTerm("name"), ast.StringTerm(in.Name)),
-		ast.Item(ast.StringTerm("user"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("username"), ast.StringTerm(in.User.Username)),
-			ast.Item(ast.StringTerm("groups"), ast.ArrayTerm(groups...)),
-		)),
-		ast.Item(ast.StringTerm("dryRun"), ast.BooleanTerm(in.DryRun)),
-		ast.Item(ast.StringTerm("object"), ast.NewTerm(object)),
-		ast.Item(ast.StringTerm("namespaceLabels"), ast.ObjectTerm(labels...)),
-		ast.Item(ast.StringTerm("facts"), ast.NewTerm(facts)),
+	doc := map[string]any{
+		"operation":       in.Operation,
+		"kind":            map[string]any{"group": in.Kind.Group, "version": in.Kind.Version, "kind": in.Kind.Kind},
+		"namespace":       in.Namespace,
+		"name":            in.Name,
+		"user":            map[string]any{"username": in.User.Username, "groups": groups},
+		"dryRun":          in.DryRun,
+		"object":          orEmpty(in.Object),
+		"namespaceLabels": labels,
+		"facts":           in.Facts.value(),
+		"grants":          map[string]any{"active": res.active, "expired": res.expired},
 	}
 	if in.OldObject != nil {
-		old, err := ast.InterfaceToValue(in.OldObject)
-		if err != nil {
-			return nil, err
-		}
-		items = append(items, ast.Item(ast.StringTerm("oldObject"), ast.NewTerm(old)))
+		doc["oldObject"] = in.OldObject
 	}
 	if in.Pod != nil {
-		spec, err := in.podSpecValue(object)
-		if err != nil {
-			return nil, err
-		}
-		items = append(items, ast.Item(ast.StringTerm("pod"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("path"), ast.StringTerm(in.Pod.Path)),
-			ast.Item(ast.StringTerm("pointer"), ast.StringTerm(in.Pod.Pointer)),
-			ast.Item(ast.StringTerm("spec"), ast.NewTerm(spec)),
-			ast.Item(ast.StringTerm("serviceAccount"), ast.StringTerm(in.Pod.ServiceAccount)),
-			ast.Item(ast.StringTerm("hostPorts"), ast.ArrayTerm(in.Pod.hostPorts()...)),
-		)))
-	}
-	return ast.NewObject(items...), nil
-}
-
-// podSpecValue reuses the converted object's spec when the pod spec is that
-// very map (no defaulting applied), else converts the defaulted copy.
-func (in *Input) podSpecValue(object ast.Value) (ast.Value, error) {
-	cur := any(in.Object)
-	ref := ast.Ref{}
-	for _, p := range strings.Split(in.Pod.Path, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			cur = nil
-			break
-		}
-		cur = m[p]
-		ref = append(ref, ast.StringTerm(p))
-	}
-	if m, ok := cur.(map[string]any); ok && len(m) > 0 && reflect.ValueOf(m).UnsafePointer() == reflect.ValueOf(in.Pod.Spec).UnsafePointer() {
-		if v, err := object.Find(ref); err == nil {
-			return v, nil
+		doc["pod"] = map[string]any{
+			"path":           in.Pod.Path,
+			"pointer":        in.Pod.Pointer,
+			"spec":           orEmpty(in.Pod.Spec),
+			"serviceAccount": in.Pod.ServiceAccount,
+			"hostPorts":      ast.NewArray(in.Pod.hostPorts()...),
 		}
 	}
-	return ast.InterfaceToValue(in.Pod.Spec)
+	return ast.LazyObject(doc)
 }
 
 var containerLists = []string{"initContainers", "containers", "ephemeralContainers"}
@@ -200,4 +155,11 @@ func portNumber(v any) (int, bool) {
 		return int(n), true
 	}
 	return 0, false
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
 }

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // RuleError is a rule that failed to evaluate for one input.
@@ -50,34 +53,24 @@ type ruleQueries struct {
 	errs    [2]error
 }
 
-// evalIsolated evaluates all rules at once, the fast path. Only when that
-// fails does it evaluate them one by one, so that a failing rule fails alone.
-// It returns an error only when ctx itself ends or the input is bad.
-func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([]any, map[string]error, error) {
-	v, err := in.value()
-	if err != nil {
-		return nil, nil, fmt.Errorf("convert input: %w", err)
-	}
-	q := e.findings
-	if kind == queryRewrites {
-		q = e.rewrites
-	}
+// evalIsolated evaluates the plan of the input's family, the fast path. Only
+// when that fails (or is undefined) does it evaluate the rules one by one, so
+// that a failing rule fails alone. It returns an error only when ctx itself
+// ends or the input is bad.
+func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([]tagged, map[string]error, error) {
+	res := e.grants.resolve(in, time.Now())
+	v := in.value(&res)
 	family := in.family()
-	if fq, ok := e.byFamily[family]; ok {
-		q = fq.findings
-		if kind == queryRewrites {
-			q = fq.rewrites
-		}
-	}
-	rs, err := e.evalSet(ctx, q, v)
-	if err == nil {
-		return rs, nil, nil
+	p := e.plans[kind][family]
+	out, ok, err := p.eval(ctx, e, v, &res)
+	if ok {
+		return out, nil, nil
 	}
 	if ctx.Err() != nil {
 		return nil, nil, fmt.Errorf("evaluate rules: %w", err)
 	}
 	var failed map[string]error
-	rs = rs[:0]
+	out = out[:0]
 	for _, r := range e.rules {
 		if r.Mode == ModeOff || !r.appliesTo(family) {
 			continue
@@ -86,7 +79,10 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([
 		if err == nil {
 			var one []any
 			one, err = e.evalSet(ctx, q, v)
-			rs = append(rs, one...)
+			for _, raw := range one {
+				m, _ := raw.(map[string]any)
+				out = append(out, tagged{rule: r.ID, set: str(m["type"]), raw: raw})
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -95,7 +91,7 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([
 			failed = addFailure(failed, r.ID, err)
 		}
 	}
-	return rs, failed, nil
+	return out, failed, nil
 }
 
 func (e *Engine) ruleQuery(ctx context.Context, id string, kind queryKind) (rego.PreparedEvalQuery, error) {
@@ -118,30 +114,57 @@ func (e *Engine) ruleQuery(ctx context.Context, id string, kind queryKind) (rego
 	return rq.queries[kind], rq.errs[kind]
 }
 
-// evalSet evaluates a query whose value is a set, within the time budget.
-func (e *Engine) evalSet(ctx context.Context, q rego.PreparedEvalQuery, v ast.Value) ([]any, error) {
+// evalValue evaluates a query within the time budget and returns the value
+// of its first expression, nil when undefined.
+func (e *Engine) evalValue(ctx context.Context, q rego.PreparedEvalQuery, v ast.Value) (_ any, err error) {
+	// The input's maps convert to AST as the rules read them, and the
+	// conversion panics on a value JSON cannot hold (only a Go caller can
+	// pass one): that fails the evaluation, not the process.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("input holds a value that is not JSON: %v", r)
+		}
+	}()
+	// One cancellation for both the caller's context and the time budget,
+	// rather than rego's goroutine per evaluation.
+	cancel := topdown.NewCancel()
+	var overBudget atomic.Bool
 	if e.budget > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, e.budget, ErrBudget)
-		defer cancel()
+		t := time.AfterFunc(e.budget, func() { overBudget.Store(true); cancel.Cancel() })
+		defer t.Stop()
 	}
-	opts := []rego.EvalOption{rego.EvalParsedInput(v)}
+	if ctx.Done() != nil {
+		defer context.AfterFunc(ctx, cancel.Cancel)()
+	}
+	opts := []rego.EvalOption{rego.EvalParsedInput(v), rego.EvalExternalCancel(cancel)}
 	if e.tracer != nil {
 		opts = append(opts, rego.EvalQueryTracer(e.tracer))
 	}
 	rs, err := q.Eval(ctx, opts...)
 	if err != nil {
-		if errors.Is(context.Cause(ctx), ErrBudget) {
+		if overBudget.Load() && ctx.Err() == nil {
 			return nil, fmt.Errorf("%w (%s)", ErrBudget, e.budget)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
 		}
 		return nil, err
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return nil, nil
 	}
-	set, ok := rs[0].Expressions[0].Value.([]any)
+	return rs[0].Expressions[0].Value, nil
+}
+
+// evalSet evaluates a query whose value is a set, within the time budget.
+func (e *Engine) evalSet(ctx context.Context, q rego.PreparedEvalQuery, v ast.Value) ([]any, error) {
+	val, err := e.evalValue(ctx, q, v)
+	if err != nil || val == nil {
+		return nil, err
+	}
+	set, ok := val.([]any)
 	if !ok {
-		return nil, fmt.Errorf("rules returned %T, want a set", rs[0].Expressions[0].Value)
+		return nil, fmt.Errorf("rules returned %T, want a set", val)
 	}
 	return set, nil
 }
