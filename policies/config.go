@@ -386,14 +386,3 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
-
-// exemptible is true when some exemption could lift the rule with this id
-// (one that lists it, or lists no rules at all).
-func (c *Config) exemptible(id string) bool {
-	for _, e := range c.Exemptions {
-		if len(e.Rules) == 0 || slices.Contains(e.Rules, id) {
-			return true
-		}
-	}
-	return false
-}

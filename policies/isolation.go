@@ -136,7 +136,9 @@ func (e *Engine) evalValue(ctx context.Context, q rego.PreparedEvalQuery, v ast.
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, cancel.Cancel)()
 	}
-	opts := []rego.EvalOption{rego.EvalParsedInput(v), rego.EvalExternalCancel(cancel)}
+	vc := newFlatCache()
+	defer vc.release()
+	opts := []rego.EvalOption{rego.EvalParsedInput(v), rego.EvalExternalCancel(cancel), rego.EvalVirtualCache(vc)}
 	if e.tracer != nil {
 		opts = append(opts, rego.EvalQueryTracer(e.tracer))
 	}

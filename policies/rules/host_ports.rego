@@ -12,6 +12,9 @@ package portreeve.rules.host_ports
 import data.portreeve.lib.grants
 import data.portreeve.lib.k8s
 
+# The rule runs on every request with a hostPort, so it is written for the
+# interpreter: one pass over the ports, grants read once per request, and the
+# message parts (granted ranges, expired grants) computed only for a denial.
 forbidden := [p |
 	some p in k8s.host_ports
 	not allowed(p)
@@ -19,10 +22,9 @@ forbidden := [p |
 
 deny contains v if {
 	some p in forbidden
-	expired := [g.name | some g in grants.expired_matching; k8s.in_ranges(p.port, p.protocol, g.hostPorts)]
 	v := {
 		"msg": sprintf("hostPort %d/%s of container %q is not in a range granted to %s (granted: %s)%s", [
-			p.port, p.protocol, p.container, grants.subject, granted_text, grants.expiry_note(expired),
+			p.port, p.protocol, p.container, grants.subject, granted_text, expiry_note(p),
 		]),
 		"field": p.field,
 		"fix": "drop the hostPort and expose the pod through a Service, or ask a cluster admin for a grant of this port",
@@ -48,3 +50,8 @@ allowed(p) if {
 }
 
 granted_text := k8s.ranges_text([r | some g in grants.active; some r in g.hostPorts])
+
+# expiry_note names the expired grants that would have allowed the port.
+expiry_note(p) := "" if {
+	count(grants.expired_matching) == 0
+} else := grants.expiry_note([g.name | some g in grants.expired_matching; k8s.in_ranges(p.port, p.protocol, g.hostPorts)])
