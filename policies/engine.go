@@ -500,10 +500,11 @@ func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 	findings := make([]Finding, 0, len(rs))
 	types := make([]string, 0, len(rs))
 	for _, t := range rs {
-		m, _ := t.raw.(map[string]any)
+		raw := t.json()
+		m, _ := raw.(map[string]any)
 		f := Finding{Rule: t.rule, Message: str(m["msg"]), Field: str(m["field"]), Fix: str(m["fix"])}
 		if bad := findingProblem(m); bad != "" {
-			failed = addFailure(failed, f.Rule, fmt.Errorf("%s: %v", bad, t.raw))
+			failed = addFailure(failed, f.Rule, fmt.Errorf("%s: %v", bad, raw))
 			continue
 		}
 		findings = append(findings, f)
@@ -575,7 +576,7 @@ func (e *Engine) Rewrites(ctx context.Context, in *Input) ([]Rewrite, error) {
 	}
 	out := make([]Rewrite, 0, len(rs))
 	for _, t := range rs {
-		m, _ := t.raw.(map[string]any)
+		m, _ := t.json().(map[string]any)
 		r := Rewrite{Rule: t.rule, Op: str(m["op"]), Path: str(m["path"]), Value: m["value"], Reason: str(m["reason"])}
 		if err := rewriteProblem(m, r); err != nil {
 			failed = addFailure(failed, r.Rule, err)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
@@ -49,7 +49,7 @@ const (
 // ruleQueries are the queries of one rule alone, prepared on first use.
 type ruleQueries struct {
 	once    [2]sync.Once
-	queries [2]rego.PreparedEvalQuery
+	queries [2]*prepared
 	errs    [2]error
 }
 
@@ -58,11 +58,12 @@ type ruleQueries struct {
 // that a failing rule fails alone. It returns an error only when ctx itself
 // ends or the input is bad.
 func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([]tagged, map[string]error, error) {
-	res := e.grants.resolve(in, time.Now())
+	now := time.Now()
+	res := e.grants.resolve(in, now)
 	v := in.value(&res)
 	family := in.family()
 	p := e.plans[kind][family]
-	out, ok, err := p.eval(ctx, e, v, &res)
+	out, ok, err := p.eval(ctx, e, v, now, &res)
 	if ok {
 		return out, nil, nil
 	}
@@ -75,13 +76,18 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([
 		if r.Mode == ModeOff || !r.appliesTo(family) {
 			continue
 		}
-		q, err := e.ruleQuery(ctx, r.ID, kind)
+		q, err := e.ruleQuery(r.ID, kind)
 		if err == nil {
-			var one []any
-			one, err = e.evalSet(ctx, q, v)
-			for _, raw := range one {
-				m, _ := raw.(map[string]any)
-				out = append(out, tagged{rule: r.ID, set: str(m["type"]), raw: raw})
+			var one []*ast.Term
+			one, err = e.evalSet(ctx, q, v, now)
+			for _, t := range one {
+				set := ""
+				if obj, ok := t.Value.(ast.Object); ok {
+					if ty := obj.Get(ast.InternedTerm("type")); ty != nil {
+						set = string(ty.Value.(ast.String))
+					}
+				}
+				out = append(out, tagged{rule: r.ID, set: set, raw: t})
 			}
 		}
 		if err != nil {
@@ -94,29 +100,49 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([
 	return out, failed, nil
 }
 
-func (e *Engine) ruleQuery(ctx context.Context, id string, kind queryKind) (rego.PreparedEvalQuery, error) {
+func (e *Engine) ruleQuery(id string, kind queryKind) (*prepared, error) {
 	rq := e.perRule[id]
 	if rq == nil {
-		return rego.PreparedEvalQuery{}, fmt.Errorf("unknown rule %q", id)
+		return nil, fmt.Errorf("unknown rule %q", id)
 	}
 	rq.once[kind].Do(func() {
 		fn := "rule_findings"
 		if kind == queryRewrites {
 			fn = "rule_rewrites"
 		}
-		rq.queries[kind], rq.errs[kind] = rego.New(
-			rego.Query(fmt.Sprintf("data.portreeve.main.%s(%s)", fn, strconv.Quote(id))),
-			rego.Compiler(e.compiler),
-			rego.Store(e.store),
-			rego.Capabilities(Capabilities()),
-		).PrepareForEval(ctx)
+		rq.queries[kind], rq.errs[kind] = e.prepare(fmt.Sprintf("data.portreeve.main.%s(%s)", fn, strconv.Quote(id)))
 	})
 	return rq.queries[kind], rq.errs[kind]
 }
 
-// evalValue evaluates a query within the time budget and returns the value
-// of its first expression, nil when undefined.
-func (e *Engine) evalValue(ctx context.Context, q rego.PreparedEvalQuery, v ast.Value) (_ any, err error) {
+// prepared is a query compiled once against the engine's rules. The engine
+// evaluates it with topdown itself, not through rego: that spares every
+// evaluation rego's metrics, result sets and conversion of the whole result
+// to Go values.
+type prepared struct {
+	body ast.Body
+	qc   ast.QueryCompiler
+}
+
+// resultVar holds the value of a prepared query.
+const resultVar = ast.Var("portreeve_result")
+
+func (e *Engine) prepare(query string) (*prepared, error) {
+	body, err := ast.ParseBodyWithOpts(string(resultVar)+" = "+query, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, err
+	}
+	qc := e.compiler.QueryCompiler().WithEnablePrintStatements(false)
+	compiled, err := qc.Compile(body)
+	if err != nil {
+		return nil, err
+	}
+	return &prepared{body: compiled, qc: qc}, nil
+}
+
+// evalValue evaluates a query within the time budget, at time now, and
+// returns its value, nil when undefined.
+func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now time.Time) (_ ast.Value, err error) {
 	// The input's maps convert to AST as the rules read them, and the
 	// conversion panics on a value JSON cannot hold (only a Go caller can
 	// pass one): that fails the evaluation, not the process.
@@ -125,8 +151,7 @@ func (e *Engine) evalValue(ctx context.Context, q rego.PreparedEvalQuery, v ast.
 			err = fmt.Errorf("input holds a value that is not JSON: %v", r)
 		}
 	}()
-	// One cancellation for both the caller's context and the time budget,
-	// rather than rego's goroutine per evaluation.
+	// One cancellation for both the caller's context and the time budget.
 	cancel := topdown.NewCancel()
 	var overBudget atomic.Bool
 	if e.budget > 0 {
@@ -136,13 +161,35 @@ func (e *Engine) evalValue(ctx context.Context, q rego.PreparedEvalQuery, v ast.
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, cancel.Cancel)()
 	}
+	txn, err := e.store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer e.store.Abort(ctx, txn)
 	vc := newFlatCache()
 	defer vc.release()
-	opts := []rego.EvalOption{rego.EvalParsedInput(v), rego.EvalExternalCancel(cancel), rego.EvalVirtualCache(vc)}
+	tq := topdown.NewQuery(q.body).
+		WithQueryCompiler(q.qc).
+		WithCompiler(e.compiler).
+		WithStore(e.store).
+		WithTransaction(txn).
+		WithInput(ast.NewTerm(v)).
+		WithTime(now).
+		WithMetrics(noMetrics).
+		WithIndexing(true).
+		WithEarlyExit(true).
+		WithVirtualCache(vc).
+		WithCancel(cancel)
 	if e.tracer != nil {
-		opts = append(opts, rego.EvalQueryTracer(e.tracer))
+		tq = tq.WithQueryTracer(e.tracer)
 	}
-	rs, err := q.Eval(ctx, opts...)
+	var out ast.Value
+	err = tq.Iter(ctx, func(qr topdown.QueryResult) error {
+		if t := qr[resultVar]; t != nil && out == nil {
+			out = t.Value
+		}
+		return nil
+	})
 	if err != nil {
 		if overBudget.Load() && ctx.Err() == nil {
 			return nil, fmt.Errorf("%w (%s)", ErrBudget, e.budget)
@@ -152,23 +199,22 @@ func (e *Engine) evalValue(ctx context.Context, q rego.PreparedEvalQuery, v ast.
 		}
 		return nil, err
 	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return nil, nil
-	}
-	return rs[0].Expressions[0].Value, nil
+	return out, nil
 }
 
+var noMetrics = metrics.NoOp()
+
 // evalSet evaluates a query whose value is a set, within the time budget.
-func (e *Engine) evalSet(ctx context.Context, q rego.PreparedEvalQuery, v ast.Value) ([]any, error) {
-	val, err := e.evalValue(ctx, q, v)
+func (e *Engine) evalSet(ctx context.Context, q *prepared, v ast.Value, now time.Time) ([]*ast.Term, error) {
+	val, err := e.evalValue(ctx, q, v, now)
 	if err != nil || val == nil {
 		return nil, err
 	}
-	set, ok := val.([]any)
+	set, ok := val.(ast.Set)
 	if !ok {
-		return nil, fmt.Errorf("rules returned %T, want a set", val)
+		return nil, fmt.Errorf("rules returned %s, want a set", ast.ValueName(val))
 	}
-	return set, nil
+	return set.Slice(), nil
 }
 
 func addFailure(failed map[string]error, id string, err error) map[string]error {

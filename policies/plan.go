@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // A plan is the fast path for one family of objects: one prepared query that
@@ -18,7 +18,7 @@ import (
 // data.portreeve.main.findings and .rewrites state the same semantics in
 // Rego; TestPlanMatchesMain holds the two to each other.
 type plan struct {
-	query rego.PreparedEvalQuery
+	query *prepared
 	slots []slot
 }
 
@@ -30,7 +30,16 @@ type slot struct {
 // tagged is one element of a rule's output set, with where it came from.
 type tagged struct {
 	rule, set string
-	raw       any
+	raw       *ast.Term
+}
+
+// json is the element as a Go value (a map for a well-formed one).
+func (t tagged) json() any {
+	v, err := ast.JSON(t.raw.Value)
+	if err != nil {
+		return nil
+	}
+	return v
 }
 
 // outputSets are the sets a query kind reads, for a rule in the given mode.
@@ -66,13 +75,7 @@ func (e *Engine) newPlan(ctx context.Context, family string, kind queryKind) (*p
 		}
 	}
 	var err error
-	p.query, err = rego.New(
-		rego.Query("["+strings.Join(terms, ", ")+"]"),
-		rego.Compiler(e.compiler),
-		rego.Store(e.store),
-		rego.Capabilities(Capabilities()),
-	).PrepareForEval(ctx)
-	if err != nil {
+	if p.query, err = e.prepare("[" + strings.Join(terms, ", ") + "]"); err != nil {
 		return nil, fmt.Errorf("prepare the rules of %q: %w", family, err)
 	}
 	return p, nil
@@ -82,25 +85,25 @@ func (e *Engine) newPlan(ctx context.Context, family string, kind queryKind) (*p
 // exempt from. ok is false when the query is undefined (a rule's output is a
 // complete rule that did not produce a value): the caller then evaluates rule
 // by rule.
-func (p *plan) eval(ctx context.Context, e *Engine, v ast.Value, res *resolved) (out []tagged, ok bool, err error) {
-	val, err := e.evalValue(ctx, p.query, v)
+func (p *plan) eval(ctx context.Context, e *Engine, v ast.Value, now time.Time, res *resolved) (out []tagged, ok bool, err error) {
+	val, err := e.evalValue(ctx, p.query, v, now)
 	if err != nil || val == nil {
 		return nil, false, err
 	}
-	elems, _ := val.([]any)
-	if len(elems) != len(p.slots) {
-		return nil, false, fmt.Errorf("rules returned %d values, want %d", len(elems), len(p.slots))
+	elems, _ := val.(*ast.Array)
+	if elems == nil || elems.Len() != len(p.slots) {
+		return nil, false, fmt.Errorf("rules returned %v, want an array of %d sets", val, len(p.slots))
 	}
 	for i, s := range p.slots {
 		if res.exempts(s.rule) {
 			continue
 		}
-		set, isSet := elems[i].([]any)
+		set, isSet := elems.Elem(i).Value.(ast.Set)
 		if !isSet {
-			return nil, false, fmt.Errorf("rule %s: %s is %T, want a set", s.rule, s.set, elems[i])
+			return nil, false, fmt.Errorf("rule %s: %s is %s, want a set", s.rule, s.set, ast.ValueName(elems.Elem(i).Value))
 		}
-		for _, raw := range set {
-			out = append(out, tagged{rule: s.rule, set: s.set, raw: raw})
+		for _, t := range set.Slice() {
+			out = append(out, tagged{rule: s.rule, set: s.set, raw: t})
 		}
 	}
 	return out, true, nil
