@@ -15,8 +15,10 @@ package portreeve.rules.host_port_conflicts
 import data.portreeve.lib.facts
 import data.portreeve.lib.k8s
 
+# The rule runs on every request with a hostPort, so each body starts with a
+# direct test of the input that fails at once in the common case.
 deny contains v if {
-	some c in facts.host_port_conflicts
+	some c in input.facts.hostPortConflicts
 	v := {
 		"msg": sprintf("hostPort %d/%s is already held by %s, on nodes this pod can run on%s", [
 			c.port, c.protocol, facts.holders_text(c.holders), range_note(c.port),
@@ -41,6 +43,7 @@ deny contains v if {
 }
 
 deny contains v if {
+	input.facts.notReady == "deny"
 	facts.deny_not_ready
 	count(k8s.host_ports) > 0
 	v := {
