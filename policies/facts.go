@@ -114,10 +114,13 @@ type IngressConflict struct {
 	Holders []Holder `json:"holders"`
 }
 
+// noFacts are the facts without an inventory; shared, and never written.
+var noFacts = map[string]any{"ready": false}
+
 // value converts the facts to Rego input without a JSON round trip.
 func (f *Facts) value() map[string]any {
 	if f == nil {
-		return map[string]any{"ready": false}
+		return noFacts
 	}
 	m := map[string]any{
 		"ready":             f.Ready,

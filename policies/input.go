@@ -3,6 +3,7 @@ package policies
 import (
 	"encoding/json"
 	"strconv"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -64,17 +65,16 @@ type PodView struct {
 // stays a tree of Go maps that converts lazily, key by key, as far as the
 // rules read it: most rules read a few fields of a large object.
 func (in *Input) value(res *resolved) ast.Value {
-	groups := make([]any, len(in.User.Groups))
-	for i, g := range in.User.Groups {
-		groups[i] = g
+	groups, labels := in.User.Groups, in.NamespaceLabels
+	if groups == nil {
+		groups = []string{}
 	}
-	labels := make(map[string]any, len(in.NamespaceLabels))
-	for k, v := range in.NamespaceLabels {
-		labels[k] = v
+	if labels == nil {
+		labels = map[string]string{}
 	}
 	doc := map[string]any{
 		"operation":       in.Operation,
-		"kind":            map[string]any{"group": in.Kind.Group, "version": in.Kind.Version, "kind": in.Kind.Kind},
+		"kind":            kindValue(in.Kind),
 		"namespace":       in.Namespace,
 		"name":            in.Name,
 		"user":            map[string]any{"username": in.User.Username, "groups": groups},
@@ -97,6 +97,29 @@ func (in *Input) value(res *resolved) ast.Value {
 		}
 	}
 	return ast.LazyObject(doc)
+}
+
+// kinds caches input.kind by kind: there are few, and every request has one.
+var kinds sync.Map
+
+func kindValue(k GroupVersionKind) ast.Value {
+	if v, ok := kinds.Load(k); ok {
+		return v.(ast.Value)
+	}
+	v := ast.NewObject(
+		ast.Item(ast.StringTerm("group"), ast.StringTerm(k.Group)),
+		ast.Item(ast.StringTerm("version"), ast.StringTerm(k.Version)),
+		ast.Item(ast.StringTerm("kind"), ast.StringTerm(k.Kind)),
+	)
+	kinds.Store(k, v)
+	return v
+}
+
+// hostPortKeys are the keys of an element of input.pod.hostPorts; terms are
+// never written once built, so all requests share them.
+var hostPortKeys = [...]*ast.Term{
+	ast.StringTerm("port"), ast.StringTerm("protocol"), ast.StringTerm("hostIP"),
+	ast.StringTerm("container"), ast.StringTerm("field"), ast.StringTerm("pointer"),
 }
 
 var containerLists = []string{"initContainers", "containers", "ephemeralContainers"}
@@ -126,12 +149,12 @@ func (p *PodView) hostPorts() []*ast.Term {
 				idx := strconv.Itoa(i)
 				jdx := strconv.Itoa(j)
 				out = append(out, ast.ObjectTerm(
-					ast.Item(ast.StringTerm("port"), ast.IntNumberTerm(number)),
-					ast.Item(ast.StringTerm("protocol"), ast.StringTerm(protocol)),
-					ast.Item(ast.StringTerm("hostIP"), ast.StringTerm(hostIP)),
-					ast.Item(ast.StringTerm("container"), ast.StringTerm(name)),
-					ast.Item(ast.StringTerm("field"), ast.StringTerm(p.Path+"."+list+"["+idx+"].ports["+jdx+"].hostPort")),
-					ast.Item(ast.StringTerm("pointer"), ast.StringTerm(p.Pointer+"/"+list+"/"+idx+"/ports/"+jdx+"/hostPort")),
+					ast.Item(hostPortKeys[0], ast.InternedTerm(number)),
+					ast.Item(hostPortKeys[1], ast.InternedTerm(protocol)),
+					ast.Item(hostPortKeys[2], ast.InternedTerm(hostIP)),
+					ast.Item(hostPortKeys[3], ast.StringTerm(name)),
+					ast.Item(hostPortKeys[4], ast.StringTerm(p.Path+"."+list+"["+idx+"].ports["+jdx+"].hostPort")),
+					ast.Item(hostPortKeys[5], ast.StringTerm(p.Pointer+"/"+list+"/"+idx+"/ports/"+jdx+"/hostPort")),
 				))
 			}
 		}

@@ -179,6 +179,7 @@ func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now ti
 		WithIndexing(true).
 		WithEarlyExit(true).
 		WithVirtualCache(vc).
+		WithRequestMetadata(noMetadata).
 		WithCancel(cancel)
 	if e.tracer != nil {
 		tq = tq.WithQueryTracer(e.tracer)
@@ -203,6 +204,10 @@ func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now ti
 }
 
 var noMetrics = metrics.NoOp()
+
+// noMetadata is the request metadata of every evaluation: none (topdown
+// would otherwise make an empty map each time; builtins only read it).
+var noMetadata = map[string]any{}
 
 // evalSet evaluates a query whose value is a set, within the time budget.
 func (e *Engine) evalSet(ctx context.Context, q *prepared, v ast.Value, now time.Time) ([]*ast.Term, error) {

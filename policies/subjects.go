@@ -54,8 +54,10 @@ type requester struct {
 
 func newRequester(in *Input) requester {
 	r := requester{namespace: in.Namespace, username: in.User.Username, groups: in.User.Groups}
-	if parts := strings.Split(in.User.Username, ":"); len(parts) == 4 && parts[0] == "system" && parts[1] == "serviceaccount" {
-		r.accounts = append(r.accounts, parts[2]+"/"+parts[3])
+	if rest, ok := strings.CutPrefix(in.User.Username, "system:serviceaccount:"); ok {
+		if ns, name, ok := strings.Cut(rest, ":"); ok && !strings.Contains(name, ":") {
+			r.accounts = append(r.accounts, ns+"/"+name)
+		}
 	}
 	if in.Pod != nil {
 		r.accounts = append(r.accounts, in.Namespace+"/"+in.Pod.ServiceAccount)
@@ -142,7 +144,13 @@ func (ix *grantIndex) resolve(in *Input, now time.Time) resolved {
 			active = append(active, ix.terms[i])
 		}
 	}
-	out := resolved{active: ast.NewArray(active...), expired: ast.NewArray(expired...)}
+	out := resolved{active: emptyArray, expired: emptyArray}
+	if len(active) > 0 {
+		out.active = ast.NewArray(active...)
+	}
+	if len(expired) > 0 {
+		out.expired = ast.NewArray(expired...)
+	}
 	for i := range ix.exemptions {
 		if !ix.exemptions[i].matches(&r) || ix.exemptions[i].expired(nowNs) {
 			continue
@@ -154,6 +162,9 @@ func (ix *grantIndex) resolve(in *Input, now time.Time) resolved {
 	}
 	return out
 }
+
+// emptyArray is shared: AST values are never written once built.
+var emptyArray = ast.NewArray()
 
 // exempts is true when the request is exempt from the rule with this id.
 func (r *resolved) exempts(id string) bool { return r.all || slices.Contains(r.exempt, id) }
