@@ -4,13 +4,13 @@ import data.portreeve.lib.testing
 import data.portreeve.main
 
 findings(req, grants, exemptions, modes) := f if {
-	f := main.findings with input as req
+	f := main.findings with input as testing.resolve(req, testing.config_with(grants, exemptions, modes))
 		with data.portreeve.config as testing.config_with(grants, exemptions, modes)
 		with time.now_ns as testing.now_ns
 }
 
 rewrites(req, grants, exemptions, modes) := r if {
-	r := main.rewrites with input as req
+	r := main.rewrites with input as testing.resolve(req, testing.config_with(grants, exemptions, modes))
 		with data.portreeve.config as testing.config_with(grants, exemptions, modes)
 		with time.now_ns as testing.now_ns
 }
@@ -70,7 +70,7 @@ test_other_modes_still_report if {
 
 # A rule missing from config.rules is not evaluated (Config.Data lists every rule).
 test_rule_missing_from_config_not_evaluated if {
-	f := main.findings with input as exposed_pod
+	f := main.findings with input as testing.resolve(exposed_pod, json.remove(testing.config([]), ["rules/host-network"]))
 		with data.portreeve.config as json.remove(testing.config([]), ["rules/host-network"])
 	rules_of(f) == {"host-ports"}
 }

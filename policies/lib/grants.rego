@@ -10,78 +10,82 @@ package portreeve.lib.grants
 config := data.portreeve.config
 
 # requester_service_account is namespace/name when a service account makes the request.
-requester_service_account := concat("/", [parts[2], parts[3]]) if {
-	parts := split(input.user.username, ":")
+requester_service_account := requester_account(input)
+
+requester_account(req) := concat("/", [parts[2], parts[3]]) if {
+	parts := split(req.user.username, ":")
 	count(parts) == 4
 	parts[0] == "system"
 	parts[1] == "serviceaccount"
 }
 
 # pod_service_account is the service account a pod (or pod template) runs as.
-pod_service_account := concat("/", [input.namespace, object.get(input.pod, "serviceAccount", "default")]) if input.pod
+pod_service_account := pod_account(input)
 
-service_accounts contains requester_service_account
+pod_account(req) := concat("/", [req.namespace, object.get(req.pod, "serviceAccount", "default")]) if req.pod
 
-service_accounts contains pod_service_account
+service_accounts := accounts_of(input)
+
+accounts_of(req) := {a | some a in [requester_account(req)]} | {a | some a in [pod_account(req)]}
 
 # matches is true when the subjects of a grant or exemption cover the request.
-matches(s) if {
-	namespaces_match(s.namespaces)
-	service_accounts_match(s.serviceAccounts)
-	users_match(s.users)
-	groups_match(s.groups)
+matches(s) if applies(s, input)
+
+# applies is true when the subjects of a grant or exemption cover the request req.
+applies(s, req) if {
+	namespaces_match(s.namespaces, req)
+	service_accounts_match(s.serviceAccounts, req)
+	users_match(s.users, req)
+	groups_match(s.groups, req)
 }
 
-namespaces_match(patterns) if count(patterns) == 0
+namespaces_match(patterns, _) if count(patterns) == 0
 
-namespaces_match(patterns) if {
+namespaces_match(patterns, req) if {
 	some p in patterns
-	glob.match(p, [], input.namespace)
+	glob.match(p, [], req.namespace)
 }
 
-service_accounts_match(names) if count(names) == 0
+service_accounts_match(names, _) if count(names) == 0
 
-service_accounts_match(names) if {
+service_accounts_match(names, req) if {
 	some n in names
-	n in service_accounts
+	n in accounts_of(req)
 }
 
-users_match(names) if count(names) == 0
+users_match(names, _) if count(names) == 0
 
-users_match(names) if input.user.username in names
+users_match(names, req) if req.user.username in names
 
-groups_match(names) if count(names) == 0
+groups_match(names, _) if count(names) == 0
 
-groups_match(names) if {
-	some g in object.get(input.user, "groups", [])
+groups_match(names, req) if {
+	some g in object.get(req.user, "groups", [])
 	g in names
 }
 
 # expired is true for a grant or exemption whose expiry lies in the past.
-expired(g) if {
+expired(g) if expired_at(g, time.now_ns())
+
+expired_at(g, now) if {
 	g.expiresNs > 0
-	time.now_ns() > g.expiresNs
+	now > g.expiresNs
 }
 
-# active lists the grants that apply to the request and have not expired. The
-# engine resolves them once per request, in Go, into input.grants; an input
-# written by hand (a Rego test) gets them resolved here, by the same rules.
-active := input.grants.active if {
-	input.grants
-} else := [g |
-	some g in config.grants
-	matches(g)
-	not expired(g)
-]
+# active lists the grants that apply to the request and have not expired, and
+# expired_matching those that would apply but have expired. The engine resolves
+# them once per request, in Go, into input.grants (see resolve).
+active := input.grants.active
 
-# expired_matching lists grants that would apply but have expired.
-expired_matching := input.grants.expired if {
-	input.grants
-} else := [g |
-	some g in config.grants
-	matches(g)
-	expired(g)
-]
+expired_matching := input.grants.expired
+
+# resolve states what the engine puts in input.grants for a request req under
+# the configuration cfg at time now (Unix nanoseconds); tests of the engine
+# hold its Go implementation to this one, and Rego tests build inputs with it.
+resolve(req, cfg, now) := {
+	"active": [g | some g in cfg.grants; applies(g, req); not expired_at(g, now)],
+	"expired": [g | some g in cfg.grants; applies(g, req); expired_at(g, now)],
+}
 
 # expiry_note tells, for a message, which expired grants would have allowed
 # something: pass the names of the expired grants that would have.
@@ -126,36 +130,36 @@ explain(s) := {"name": s.name, "applies": count(reasons) == 0, "reasons": reason
 	]
 }
 
-namespace_reason(patterns) := "" if namespaces_match(patterns)
+namespace_reason(patterns) := "" if namespaces_match(patterns, input)
 
 namespace_reason(patterns) := sprintf("other namespace: %q is not in %s", [input.namespace, concat(", ", patterns)]) if {
-	not namespaces_match(patterns)
+	not namespaces_match(patterns, input)
 }
 
-service_account_reason(names) := "" if service_accounts_match(names)
+service_account_reason(names) := "" if service_accounts_match(names, input)
 
 service_account_reason(names) := sprintf("other service account: %s, not %s", [
 	accounts_text, concat(", ", names),
 ]) if {
-	not service_accounts_match(names)
+	not service_accounts_match(names, input)
 }
 
 accounts_text := "none" if count(service_accounts) == 0
 
 accounts_text := concat(", ", sort(service_accounts)) if count(service_accounts) > 0
 
-user_reason(names) := "" if users_match(names)
+user_reason(names) := "" if users_match(names, input)
 
 user_reason(names) := sprintf("other user: %q is not in %s", [input.user.username, concat(", ", names)]) if {
-	not users_match(names)
+	not users_match(names, input)
 }
 
-group_reason(names) := "" if groups_match(names)
+group_reason(names) := "" if groups_match(names, input)
 
 group_reason(names) := sprintf("other groups: none of %s is in %s", [
 	concat(", ", object.get(input.user, "groups", [])), concat(", ", names),
 ]) if {
-	not groups_match(names)
+	not groups_match(names, input)
 }
 
 expiry_reason(s) := "" if not expired(s)

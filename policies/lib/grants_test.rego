@@ -68,12 +68,14 @@ test_active_and_expired_matching if {
 	old := testing.grant({"name": "old", "namespaces": ["team-a"], "expiresNs": testing.past_ns})
 	other := testing.grant({"name": "other", "namespaces": ["team-b"]})
 	cfg := testing.config([live, old, other])
-	[g.name | some g in grants.active] == ["live"] with input as testing.pod({})
-		with data.portreeve.config as cfg
-		with time.now_ns as testing.now_ns
-	[g.name | some g in grants.expired_matching] == ["old"] with input as testing.pod({})
-		with data.portreeve.config as cfg
-		with time.now_ns as testing.now_ns
+	resolved := grants.resolve(testing.pod({}), cfg, testing.now_ns)
+	[g.name | some g in resolved.active] == ["live"]
+	[g.name | some g in resolved.expired] == ["old"]
+
+	# The rules read what the engine resolved.
+	req := testing.resolve(testing.pod({}), cfg)
+	[g.name | some g in grants.active] == ["live"] with input as req
+	[g.name | some g in grants.expired_matching] == ["old"] with input as req
 }
 
 test_expiry_note if {

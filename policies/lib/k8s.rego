@@ -35,26 +35,27 @@ containers := [c |
 ]
 
 # host_ports lists every hostPort of every container with its field path and
-# JSON pointer. On hostNetwork pods every containerPort is a hostPort. The Go
-# side computes it once as input.pod.hostPorts; hand-written test inputs
-# without it get it computed here.
-# (pod_path and pod_pointer default to a Pod's, so a partial input never hides a port.)
-host_ports := input.pod.hostPorts if {
-	input.pod.hostPorts
-} else := [p |
+# JSON pointer: {"port", "protocol", "hostIP", "container", "field", "pointer"}.
+# On hostNetwork pods every containerPort is a hostPort. The engine computes
+# them once per request into input.pod.hostPorts, as pod_host_ports states.
+host_ports := input.pod.hostPorts
+
+# pod_host_ports states what the engine puts in input.pod.hostPorts for the
+# pod view pod (input.pod without hostPorts); tests of the engine hold its Go
+# implementation to this one, and Rego tests build inputs with it.
+pod_host_ports(pod) := [p |
 	some list in ["initContainers", "containers", "ephemeralContainers"]
-	some i, container in object.get(pod_spec, list, [])
+	some i, container in object.get(pod.spec, list, [])
 	some j, port in object.get(container, "ports", [])
 	number := object.get(port, "hostPort", 0)
 	number > 0
-	suffix := sprintf("%s[%d].ports[%d].hostPort", [list, i, j])
 	p := {
 		"port": number,
 		"protocol": object.get(port, "protocol", "TCP"),
 		"hostIP": object.get(port, "hostIP", ""),
 		"container": object.get(container, "name", ""),
-		"field": pod_field(suffix),
-		"pointer": sprintf("%s/%s/%d/ports/%d/hostPort", [pod_pointer, list, i, j]),
+		"field": sprintf("%s.%s[%d].ports[%d].hostPort", [pod.path, list, i, j]),
+		"pointer": sprintf("%s/%s/%d/ports/%d/hostPort", [pod.pointer, list, i, j]),
 	}
 ]
 

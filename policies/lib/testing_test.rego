@@ -5,6 +5,9 @@
 #   and for admission inputs (as policies/input.go builds them). Loaded only in tests.
 package portreeve.lib.testing
 
+import data.portreeve.lib.grants
+import data.portreeve.lib.k8s
+
 # rule_ids are the built-in rules; config gives each a mode.
 rule_ids := [
 	"external-ips", "host-network", "host-port-conflicts", "host-ports", "ingress-host-conflicts",
@@ -107,7 +110,7 @@ ingress_kind := {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress
 # pod is the input for a Pod with this spec.
 pod(spec) := object.union(
 	request(pod_kind, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}),
-	{"pod": {"path": "spec", "pointer": "/spec", "spec": spec, "serviceAccount": service_account(spec)}},
+	{"pod": pod_view("spec", "/spec", spec)},
 )
 
 # deployment is the input for a Deployment whose pod template has this spec.
@@ -116,13 +119,17 @@ deployment(spec) := object.union(
 		deployment_kind,
 		{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": {"template": {"spec": spec}}},
 	),
-	{"pod": {
-		"path": "spec.template.spec",
-		"pointer": "/spec/template/spec",
-		"spec": spec,
-		"serviceAccount": service_account(spec),
-	}},
+	{"pod": pod_view("spec.template.spec", "/spec/template/spec", spec)},
 )
+
+# pod_view is input.pod as the engine builds it, hostPorts included.
+pod_view(path, pointer, spec) := object.union(view, {"hostPorts": k8s.pod_host_ports(view)}) if {
+	view := {"path": path, "pointer": pointer, "spec": spec, "serviceAccount": service_account(spec)}
+}
+
+# resolve adds what the engine resolves for every request: the grants of the
+# configuration cfg that apply to req (input.grants), at the tests' clock.
+resolve(req, cfg) := object.union(req, {"grants": grants.resolve(req, cfg, now_ns)})
 
 service_account(spec) := object.get(spec, "serviceAccountName", "default")
 

@@ -4,13 +4,13 @@ import data.portreeve.lib.testing
 import data.portreeve.rules.external_ips
 
 denials(req, grants) := d if {
-	d := external_ips.deny with input as req
+	d := external_ips.deny with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }
 
 rewrites(req, grants) := r if {
-	r := external_ips.rewrite with input as req
+	r := external_ips.rewrite with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }

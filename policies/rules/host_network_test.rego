@@ -5,7 +5,7 @@ import data.portreeve.rules.host_network
 
 # denials evaluates the rule for a request under these grants at testing.now_ns.
 denials(req, grants) := d if {
-	d := host_network.deny with input as req
+	d := host_network.deny with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }

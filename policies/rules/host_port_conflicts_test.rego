@@ -4,7 +4,7 @@ import data.portreeve.lib.testing
 import data.portreeve.rules.host_port_conflicts
 
 denials(req, grants) := d if {
-	d := host_port_conflicts.deny with input as req
+	d := host_port_conflicts.deny with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }

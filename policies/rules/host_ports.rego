@@ -13,15 +13,11 @@ import data.portreeve.lib.grants
 import data.portreeve.lib.k8s
 
 # The rule runs on every request with a hostPort, so it is written for the
-# interpreter: one pass over the ports, grants read once per request, and the
-# message parts (granted ranges, expired grants) computed only for a denial.
-forbidden := [p |
-	some p in k8s.host_ports
-	not allowed(p)
-]
-
+# interpreter: it reads the input (k8s.host_ports, grants.active) directly,
+# and computes the message parts only for a denial.
 deny contains v if {
-	some p in forbidden
+	some p in input.pod.hostPorts
+	not allowed(p)
 	v := {
 		"msg": sprintf("hostPort %d/%s of container %q is not in a range granted to %s (granted: %s)%s", [
 			p.port, p.protocol, p.container, grants.subject, granted_text, expiry_note(p),
@@ -34,7 +30,8 @@ deny contains v if {
 # On a hostNetwork pod the port cannot be removed: the pod binds it anyway.
 rewrite contains op if {
 	not k8s.host_network
-	some p in forbidden
+	some p in input.pod.hostPorts
+	not allowed(p)
 	op := {
 		"op": "remove",
 		"path": p.pointer,
@@ -45,8 +42,11 @@ rewrite contains op if {
 }
 
 allowed(p) if {
-	some g in grants.active
-	k8s.in_ranges(p.port, p.protocol, g.hostPorts)
+	some g in input.grants.active
+	some r in g.hostPorts
+	r.from <= p.port
+	p.port <= r.to
+	r.protocol in {"", p.protocol}
 }
 
 granted_text := k8s.ranges_text([r | some g in grants.active; some r in g.hostPorts])

@@ -4,13 +4,13 @@ import data.portreeve.lib.testing
 import data.portreeve.rules.host_ports
 
 denials(req, grants) := d if {
-	d := host_ports.deny with input as req
+	d := host_ports.deny with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }
 
 rewrites(req, grants) := r if {
-	r := host_ports.rewrite with input as req
+	r := host_ports.rewrite with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }

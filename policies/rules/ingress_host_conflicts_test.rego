@@ -4,7 +4,7 @@ import data.portreeve.lib.testing
 import data.portreeve.rules.ingress_host_conflicts
 
 denials(req) := d if {
-	d := ingress_host_conflicts.deny with input as req
+	d := ingress_host_conflicts.deny with input as testing.resolve(req, testing.config([]))
 		with data.portreeve.config as testing.config([])
 		with time.now_ns as testing.now_ns
 }

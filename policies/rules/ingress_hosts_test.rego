@@ -4,7 +4,7 @@ import data.portreeve.lib.testing
 import data.portreeve.rules.ingress_hosts
 
 denials(req, grants) := d if {
-	d := ingress_hosts.deny with input as req
+	d := ingress_hosts.deny with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }

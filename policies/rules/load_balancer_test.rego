@@ -4,13 +4,13 @@ import data.portreeve.lib.testing
 import data.portreeve.rules.load_balancer
 
 denials(req, grants) := d if {
-	d := load_balancer.deny with input as req
+	d := load_balancer.deny with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }
 
 rewrites(req, grants) := r if {
-	r := load_balancer.rewrite with input as req
+	r := load_balancer.rewrite with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }

@@ -4,13 +4,13 @@ import data.portreeve.lib.testing
 import data.portreeve.rules.node_port_conflicts
 
 denials(req, grants) := d if {
-	d := node_port_conflicts.deny with input as req
+	d := node_port_conflicts.deny with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }
 
 rewrites(req, grants) := r if {
-	r := node_port_conflicts.rewrite with input as req
+	r := node_port_conflicts.rewrite with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }

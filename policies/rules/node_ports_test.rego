@@ -4,13 +4,13 @@ import data.portreeve.lib.testing
 import data.portreeve.rules.node_ports
 
 denials(req, grants) := d if {
-	d := node_ports.deny with input as req
+	d := node_ports.deny with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }
 
 rewrites(req, grants) := r if {
-	r := node_ports.rewrite with input as req
+	r := node_ports.rewrite with input as testing.resolve(req, testing.config(grants))
 		with data.portreeve.config as testing.config(grants)
 		with time.now_ns as testing.now_ns
 }
@@ -203,7 +203,7 @@ test_rewrite_takes_free_ports_from_the_inventory if {
 
 test_allocate_from_a_narrow_range_in_deny_mode if {
 	req := testing.service({"type": "NodePort", "ports": [{"port": 80}, {"port": 81, "nodePort": 30001}]})
-	ops := node_ports.allocate with input as req
+	ops := node_ports.allocate with input as testing.resolve(req, testing.config([np_grant(["30000-30099"], {})]))
 		with data.portreeve.config as testing.config([np_grant(["30000-30099"], {})])
 	count(ops) == 1
 	some op in ops
@@ -214,7 +214,7 @@ test_allocate_from_a_narrow_range_in_deny_mode if {
 
 test_no_allocation_when_the_grant_covers_the_cluster_range if {
 	req := testing.service({"type": "NodePort", "ports": [{"port": 80}]})
-	count(node_ports.allocate) == 0 with input as req
+	count(node_ports.allocate) == 0 with input as testing.resolve(req, testing.config([np_grant(["30000-32767"], {})]))
 		with data.portreeve.config as testing.config([np_grant(["30000-32767"], {})])
 }
 
@@ -229,6 +229,6 @@ test_dry_run_placeholder_outside_the_cluster_range_is_not_judged if {
 		testing.service({"type": "NodePort", "ports": [{"port": 80, "nodePort": 32769}]}),
 		{"dryRun": true},
 	)
-	count(node_ports.deny) == 0 with input as req
+	count(node_ports.deny) == 0 with input as testing.resolve(req, testing.config([np_grant(["30000-30099"], {})]))
 		with data.portreeve.config as testing.config([np_grant(["30000-30099"], {})])
 }
