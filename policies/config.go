@@ -3,6 +3,7 @@ package policies
 import (
 	"bytes"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -43,6 +44,24 @@ const (
 )
 
 var modes = []Mode{ModeDeny, ModeWarn, ModeDryRun, ModeRewrite, ModeOff}
+
+// UnmarshalJSON reads a mode. YAML 1.1 reads a bare `off` as the boolean
+// false (which sigs.k8s.io/yaml hands a string field as "false"), so false
+// is off: `mode: off` means what it says unquoted.
+func (m *Mode) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		if string(bytes.TrimSpace(b)) != "false" {
+			return fmt.Errorf("must be one of deny, warn, dryrun, rewrite, off; got %s", b)
+		}
+		s = "false"
+	}
+	if s == "false" {
+		s = string(ModeOff)
+	}
+	*m = Mode(s)
+	return nil
+}
 
 // Subjects names who a grant or an exemption applies to. Within a list any
 // entry matches; across the lists that are set, all must match.

@@ -28,6 +28,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"exemption without reason", head + "exemptions: [{name: e, users: [bob]}]\n", "exemptions[0].reason: is required"},
 		{"bad loadBalancer", head + "grants: [{name: a, namespaces: [a], loadBalancer: {class: [x]}}]\n", `unknown field "class"`},
 		{"not YAML", "{", "policy config"},
+		{"mode on", head + "rules: {host-network: {mode: on}}\n", "must be one of"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,4 +108,17 @@ func FuzzParseConfig(f *testing.F) {
 			_ = c.Data(RuleIDs())
 		}
 	})
+}
+
+// YAML 1.1 reads a bare off as false: the mode must still be off.
+func TestModeOffUnquoted(t *testing.T) {
+	for _, doc := range []string{"{mode: off}", `{mode: "off"}`, "{mode: false}"} {
+		cfg, err := ParseConfig([]byte("apiVersion: portreeve.io/v1alpha1\nkind: PolicyConfig\nrules: {host-ports: "+doc+"}\n"), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		if m := cfg.Mode("host-ports"); m != ModeOff {
+			t.Errorf("%s: mode %q, want off", doc, m)
+		}
+	}
 }
