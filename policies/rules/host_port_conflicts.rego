@@ -29,8 +29,9 @@ deny contains v if {
 }
 
 deny contains v if {
-	some p in k8s.host_ports
-	facts.in_node_port_range(p.port)
+	some p in input.pod.hostPorts
+	facts.node_port_range.from <= p.port
+	p.port <= facts.node_port_range.to
 	not conflicted(p.field)
 	v := {
 		"msg": sprintf(

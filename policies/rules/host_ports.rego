@@ -49,9 +49,9 @@ allowed(p) if {
 	r.protocol in {"", p.protocol}
 }
 
-granted_text := k8s.ranges_text([r | some g in grants.active; some r in g.hostPorts])
+granted_text := k8s.ranges_text([r | some g in input.grants.active; some r in g.hostPorts])
 
 # expiry_note names the expired grants that would have allowed the port.
 expiry_note(p) := "" if {
-	count(grants.expired_matching) == 0
-} else := grants.expiry_note([g.name | some g in grants.expired_matching; k8s.in_ranges(p.port, p.protocol, g.hostPorts)])
+	count(input.grants.expired) == 0
+} else := grants.expiry_note([g.name | some g in input.grants.expired; k8s.in_ranges(p.port, p.protocol, g.hostPorts)])
