@@ -101,9 +101,9 @@ in_ranges(port, protocol, ranges) if {
 }
 
 # ranges_text renders ranges for a message: "30100-30199, 53/UDP".
-ranges_text(ranges) := concat(", ", [r.text | some r in ranges]) if count(ranges) > 0
-
-else := "none"
+ranges_text(ranges) := concat(", ", [r.text | some r in ranges]) if {
+	count(ranges) > 0
+} else := "none"
 
 # has_field is true when obj sets key, whatever its value.
 has_field(obj, key) if {
