@@ -500,11 +500,9 @@ func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 	findings := make([]Finding, 0, len(rs))
 	types := make([]string, 0, len(rs))
 	for _, t := range rs {
-		raw := t.json()
-		m, _ := raw.(map[string]any)
-		f := Finding{Rule: t.rule, Message: str(m["msg"]), Field: str(m["field"]), Fix: str(m["fix"])}
-		if bad := findingProblem(m); bad != "" {
-			failed = addFailure(failed, f.Rule, fmt.Errorf("%s: %v", bad, raw))
+		f, bad := t.finding()
+		if bad != "" {
+			failed = addFailure(failed, f.Rule, fmt.Errorf("%s: %v", bad, t.raw))
 			continue
 		}
 		findings = append(findings, f)
@@ -550,20 +548,43 @@ func (e *Engine) bucket(d *Decision, f Finding) {
 	}
 }
 
-// findingProblem says what is wrong with a finding, or "".
-func findingProblem(m map[string]any) string {
-	switch {
-	case m == nil:
-		return "finding is not an object"
-	case str(m["msg"]) == "":
-		return "finding has no msg"
+// The keys of a finding.
+var (
+	keyMsg   = ast.StringTerm("msg")
+	keyField = ast.StringTerm("field")
+	keyFix   = ast.StringTerm("fix")
+)
+
+// finding reads an element of a deny or warn set as a finding, straight from
+// the AST, or says what is wrong with it.
+func (t tagged) finding() (Finding, string) {
+	f := Finding{Rule: t.rule}
+	obj, ok := t.raw.Value.(ast.Object)
+	if !ok {
+		return f, "finding is not an object"
 	}
-	for _, k := range []string{"field", "fix"} {
-		if _, ok := m[k].(string); m[k] != nil && !ok {
-			return "finding's " + k + " is not a string"
+	for _, k := range []struct {
+		key *ast.Term
+		dst *string
+	}{{keyMsg, &f.Message}, {keyField, &f.Field}, {keyFix, &f.Fix}} {
+		v := obj.Get(k.key)
+		if v == nil {
+			continue
+		}
+		switch s := v.Value.(type) {
+		case ast.String:
+			*k.dst = string(s)
+		case ast.Null:
+		default:
+			if k.key != keyMsg {
+				return f, "finding's " + string(k.key.Value.(ast.String)) + " is not a string"
+			}
 		}
 	}
-	return ""
+	if f.Message == "" {
+		return f, "finding has no msg"
+	}
+	return f, ""
 }
 
 // Rewrites returns the JSON Patch operations that rules in rewrite mode ask
