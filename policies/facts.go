@@ -1,6 +1,10 @@
 package policies
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
 
 // Facts are computed in Go from Portreeve's inventory of the cluster (an
 // informer cache of Pods, workloads, Services and Ingresses) for the object
@@ -115,12 +119,20 @@ type IngressConflict struct {
 }
 
 // noFacts are the facts without an inventory; shared, and never written.
-var noFacts = map[string]any{"ready": false}
+var noFacts = ast.MustInterfaceToValue(map[string]any{"ready": false})
+
+// ast converts the facts to Rego input.
+func (f *Facts) ast() ast.Value {
+	if f == nil {
+		return noFacts
+	}
+	return ast.MustInterfaceToValue(f.value())
+}
 
 // value converts the facts to Rego input without a JSON round trip.
 func (f *Facts) value() map[string]any {
 	if f == nil {
-		return noFacts
+		return map[string]any{"ready": false}
 	}
 	m := map[string]any{
 		"ready":             f.Ready,

@@ -65,24 +65,27 @@ type PodView struct {
 // stays a tree of Go maps that converts lazily, key by key, as far as the
 // rules read it: most rules read a few fields of a large object.
 func (in *Input) value(res *resolved) ast.Value {
-	groups, labels := in.User.Groups, in.NamespaceLabels
-	if groups == nil {
-		groups = []string{}
+	groups := make([]*ast.Term, len(in.User.Groups))
+	for i, g := range in.User.Groups {
+		groups[i] = ast.StringTerm(g)
 	}
-	if labels == nil {
-		labels = map[string]string{}
+	labels := noLabels
+	if len(in.NamespaceLabels) > 0 {
+		labels = in.NamespaceLabels
 	}
+	// Small parts are AST already (a lazy object costs a cache map of its own);
+	// what may be large stays lazy.
 	doc := map[string]any{
 		"operation":       in.Operation,
 		"kind":            kindValue(in.Kind),
 		"namespace":       in.Namespace,
 		"name":            in.Name,
-		"user":            map[string]any{"username": in.User.Username, "groups": groups},
+		"user":            ast.NewObject(ast.Item(keyUsername, ast.StringTerm(in.User.Username)), ast.Item(keyGroups, ast.ArrayTerm(groups...))),
 		"dryRun":          in.DryRun,
 		"object":          orEmpty(in.Object),
 		"namespaceLabels": labels,
-		"facts":           in.Facts.value(),
-		"grants":          map[string]any{"active": res.active, "expired": res.expired},
+		"facts":           in.Facts.ast(),
+		"grants":          ast.NewObject(ast.Item(keyActive, ast.NewTerm(res.active)), ast.Item(keyExpired, ast.NewTerm(res.expired))),
 	}
 	if in.OldObject != nil {
 		doc["oldObject"] = in.OldObject
@@ -114,6 +117,14 @@ func kindValue(k GroupVersionKind) ast.Value {
 	kinds.Store(k, v)
 	return v
 }
+
+var (
+	keyUsername = ast.StringTerm("username")
+	keyGroups   = ast.StringTerm("groups")
+	keyActive   = ast.StringTerm("active")
+	keyExpired  = ast.StringTerm("expired")
+	noLabels    = map[string]string{}
+)
 
 // hostPortKeys are the keys of an element of input.pod.hostPorts; terms are
 // never written once built, so all requests share them.
