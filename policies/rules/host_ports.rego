@@ -49,7 +49,12 @@ allowed(p) if {
 	r.protocol in {"", p.protocol}
 }
 
-granted_text := k8s.ranges_text([r | some g in input.grants.active; some r in g.hostPorts])
+# granted_text lists the granted ranges for a message (k8s.ranges_text, spelled
+# out so that a request without grants needs no comprehension).
+granted_text := concat(", ", [r.text | some g in input.grants.active; some r in g.hostPorts]) if {
+	some g in input.grants.active
+	count(g.hostPorts) > 0
+} else := "none"
 
 # expiry_note names the expired grants that would have allowed the port.
 expiry_note(p) := "" if {
