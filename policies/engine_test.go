@@ -119,3 +119,46 @@ func BenchmarkEvaluate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEvaluateKinds covers the other paths: an admitted pod (kube-system
+// holds every grant), a NodePort Service and an Ingress, all denied or
+// admitted under the built-in configuration.
+func BenchmarkEvaluateKinds(b *testing.B) {
+	ctx := context.Background()
+	e, err := New(ctx, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	granted := threeContainerPod()
+	granted.Namespace = "kube-system"
+	service := &Input{
+		Operation: "CREATE", Kind: GroupVersionKind{Version: "v1", Kind: "Service"}, Namespace: "default", Name: "s",
+		User: User{Username: "alice"},
+		Object: map[string]any{"spec": map[string]any{"type": "NodePort", "ports": []any{
+			map[string]any{"port": 80, "nodePort": 30000},
+		}}},
+	}
+	ingress := &Input{
+		Operation: "CREATE", Kind: GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"},
+		Namespace: "default", Name: "i", User: User{Username: "alice"},
+		Object: map[string]any{"spec": map[string]any{"rules": []any{map[string]any{"host": "www.example.com"}}}},
+	}
+	for _, tc := range []struct {
+		name    string
+		in      *Input
+		allowed bool
+	}{{"pod granted", granted, true}, {"nodeport service", service, false}, {"ingress", ingress, true}} {
+		d, err := e.Evaluate(ctx, tc.in)
+		if err != nil || d.Allowed() != tc.allowed {
+			b.Fatalf("%s: allowed %v (%+v), want %v: %v", tc.name, d.Allowed(), d.Violations, tc.allowed, err)
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Evaluate(ctx, tc.in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
