@@ -493,10 +493,11 @@ func (e *Engine) Config() *Config { return e.config }
 // stand.
 func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 	var d Decision
-	rs, failed, err := e.evalIsolated(ctx, in, queryFindings)
+	rs, failed, release, err := e.evalIsolated(ctx, in, queryFindings)
 	if err != nil {
 		return d, err
 	}
+	defer release()
 	findings := make([]Finding, 0, len(rs))
 	types := make([]string, 0, len(rs))
 	for _, t := range rs {
@@ -591,10 +592,11 @@ func (t tagged) finding() (Finding, string) {
 // for, sorted by path and rule. The caller applies and checks them. A rule
 // that fails, or asks for a malformed rewrite, contributes no rewrites.
 func (e *Engine) Rewrites(ctx context.Context, in *Input) ([]Rewrite, error) {
-	rs, failed, err := e.evalIsolated(ctx, in, queryRewrites)
+	rs, failed, release, err := e.evalIsolated(ctx, in, queryRewrites)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	out := make([]Rewrite, 0, len(rs))
 	for _, t := range rs {
 		m, _ := t.json().(map[string]any)
@@ -644,12 +646,14 @@ func rewriteProblem(m map[string]any, r Rewrite) error {
 // undefined). It prepares the query on each call: for offline tools only.
 func (e *Engine) Query(ctx context.Context, query string, in *Input) (any, error) {
 	res := e.grants.resolve(in, time.Now())
+	v, release := in.value(&res)
+	defer release()
 	rs, err := rego.New(
 		rego.Query(query),
 		rego.Compiler(e.compiler),
 		rego.Store(e.store),
 		rego.Capabilities(Capabilities()),
-		rego.ParsedInput(in.value(&res)),
+		rego.ParsedInput(v),
 	).Eval(ctx)
 	if err != nil {
 		return nil, err

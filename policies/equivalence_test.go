@@ -178,10 +178,11 @@ func TestPlanMatchesMain(t *testing.T) {
 				kind  queryKind
 				query string
 			}{{queryFindings, "data.portreeve.main.findings"}, {queryRewrites, "data.portreeve.main.rewrites"}} {
-				planned, failed, err := e.evalIsolated(t.Context(), in, q.kind)
+				planned, failed, release, err := e.evalIsolated(t.Context(), in, q.kind)
 				if err != nil || len(failed) > 0 {
 					t.Fatalf("evaluate: %v %v", err, failed)
 				}
+				defer release()
 				got := []string{}
 				for _, tg := range planned {
 					m, _ := tg.json().(map[string]any)

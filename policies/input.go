@@ -63,8 +63,10 @@ type PodView struct {
 
 // value converts the input to an AST value without a JSON round trip. It
 // stays a tree of Go maps that converts lazily, key by key, as far as the
-// rules read it: most rules read a few fields of a large object.
-func (in *Input) value(res *resolved) ast.Value {
+// rules read it: most rules read a few fields of a large object. The maps of
+// the tree's top come from a pool: call release once nothing reads the value
+// any more (results converted to Go).
+func (in *Input) value(res *resolved) (v ast.Value, release func()) {
 	groups := make([]*ast.Term, len(in.User.Groups))
 	for i, g := range in.User.Groups {
 		groups[i] = ast.StringTerm(g)
@@ -73,33 +75,48 @@ func (in *Input) value(res *resolved) ast.Value {
 	if len(in.NamespaceLabels) > 0 {
 		labels = in.NamespaceLabels
 	}
-	// Small parts are AST already (a lazy object costs a cache map of its own);
-	// what may be large stays lazy.
-	doc := map[string]any{
-		"operation":       in.Operation,
-		"kind":            kindValue(in.Kind),
-		"namespace":       in.Namespace,
-		"name":            in.Name,
-		"user":            ast.NewObject(ast.Item(keyUsername, ast.StringTerm(in.User.Username)), ast.Item(keyGroups, ast.ArrayTerm(groups...))),
-		"dryRun":          in.DryRun,
-		"object":          orEmpty(in.Object),
-		"namespaceLabels": labels,
-		"facts":           in.Facts.ast(),
-		"grants":          ast.NewObject(ast.Item(keyActive, ast.NewTerm(res.active)), ast.Item(keyExpired, ast.NewTerm(res.expired))),
-	}
+	m := inputMapsPool.Get().(*inputMaps)
+	doc := m.doc
+	doc["operation"] = in.Operation
+	doc["kind"] = kindValue(in.Kind)
+	doc["namespace"] = in.Namespace
+	doc["name"] = in.Name
+	// Small parts are AST already (a lazy object costs a cache map of its
+	// own); what may be large stays lazy.
+	doc["user"] = ast.NewObject(ast.Item(keyUsername, ast.StringTerm(in.User.Username)), ast.Item(keyGroups, ast.ArrayTerm(groups...)))
+	doc["dryRun"] = in.DryRun
+	doc["object"] = orEmpty(in.Object)
+	doc["namespaceLabels"] = labels
+	doc["facts"] = in.Facts.ast()
+	doc["grants"] = ast.NewObject(ast.Item(keyActive, ast.NewTerm(res.active)), ast.Item(keyExpired, ast.NewTerm(res.expired)))
 	if in.OldObject != nil {
 		doc["oldObject"] = in.OldObject
 	}
 	if in.Pod != nil {
-		doc["pod"] = map[string]any{
-			"path":           in.Pod.Path,
-			"pointer":        in.Pod.Pointer,
-			"spec":           orEmpty(in.Pod.Spec),
-			"serviceAccount": in.Pod.ServiceAccount,
-			"hostPorts":      ast.NewArray(in.Pod.hostPorts()...),
-		}
+		pod := m.pod
+		pod["path"] = in.Pod.Path
+		pod["pointer"] = in.Pod.Pointer
+		pod["spec"] = orEmpty(in.Pod.Spec)
+		pod["serviceAccount"] = in.Pod.ServiceAccount
+		pod["hostPorts"] = ast.NewArray(in.Pod.hostPorts()...)
+		doc["pod"] = pod
 	}
-	return ast.LazyObject(doc)
+	return ast.LazyObject(doc), m.release
+}
+
+// inputMaps are the pooled maps of an input's top.
+type inputMaps struct {
+	doc, pod map[string]any
+}
+
+var inputMapsPool = sync.Pool{New: func() any {
+	return &inputMaps{doc: make(map[string]any, 12), pod: make(map[string]any, 5)}
+}}
+
+func (m *inputMaps) release() {
+	clear(m.doc)
+	clear(m.pod)
+	inputMapsPool.Put(m)
 }
 
 // kinds caches input.kind by kind: there are few, and every request has one.

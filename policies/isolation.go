@@ -56,19 +56,21 @@ type ruleQueries struct {
 // evalIsolated evaluates the plan of the input's family, the fast path. Only
 // when that fails (or is undefined) does it evaluate the rules one by one, so
 // that a failing rule fails alone. It returns an error only when ctx itself
-// ends or the input is bad.
-func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([]tagged, map[string]error, error) {
+// ends or the input is bad. The results read the input: call release once
+// they are converted.
+func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) (_ []tagged, _ map[string]error, release func(), _ error) {
 	now := time.Now()
 	res := e.grants.resolve(in, now)
-	v := in.value(&res)
+	v, release := in.value(&res)
 	family := in.family()
 	p := e.plans[kind][family]
 	out, ok, err := p.eval(ctx, e, v, now, &res)
 	if ok {
-		return out, nil, nil
+		return out, nil, release, nil
 	}
 	if ctx.Err() != nil {
-		return nil, nil, fmt.Errorf("evaluate rules: %w", err)
+		release()
+		return nil, nil, nil, fmt.Errorf("evaluate rules: %w", err)
 	}
 	var failed map[string]error
 	out = out[:0]
@@ -92,12 +94,13 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) ([
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, nil, fmt.Errorf("evaluate rules: %w", err)
+				release()
+				return nil, nil, nil, fmt.Errorf("evaluate rules: %w", err)
 			}
 			failed = addFailure(failed, r.ID, err)
 		}
 	}
-	return out, failed, nil
+	return out, failed, release, nil
 }
 
 func (e *Engine) ruleQuery(id string, kind queryKind) (*prepared, error) {
