@@ -88,7 +88,7 @@ func (in *Input) value(res *resolved) (v ast.Value, release func()) {
 	doc["object"] = orEmpty(in.Object)
 	doc["namespaceLabels"] = labels
 	doc["facts"] = in.Facts.ast()
-	doc["grants"] = ast.NewObject(ast.Item(keyActive, ast.NewTerm(res.active)), ast.Item(keyExpired, ast.NewTerm(res.expired)))
+	doc["grants"] = res.value
 	if in.OldObject != nil {
 		doc["oldObject"] = in.OldObject
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gobwas/glob"
@@ -91,6 +92,8 @@ type grantIndex struct {
 	terms      []*ast.Term
 	exemptions []subjects
 	exemptIDs  [][]string
+	// values caches input.grants by grantsKey.
+	values sync.Map
 }
 
 func newGrantIndex(cfg *Config, data map[string]any) (*grantIndex, error) {
@@ -119,11 +122,38 @@ func newGrantIndex(cfg *Config, data map[string]any) (*grantIndex, error) {
 	return ix, nil
 }
 
+// grantsKey says which grants (by index, up to 64) are active and which expired.
+type grantsKey struct{ active, expired uint64 }
+
+// grantsValue is input.grants, {"active", "expired"}, with the grants of
+// those indices. Requests that resolve to the same grants share it (AST
+// values are never written once built), up to 64 grants.
+func (ix *grantIndex) grantsValue(key grantsKey, active, expired []int) ast.Value {
+	cacheable := len(ix.grants) <= 64
+	if cacheable {
+		if v, ok := ix.values.Load(key); ok {
+			return v.(ast.Value)
+		}
+	}
+	terms := func(indices []int) *ast.Term {
+		ts := make([]*ast.Term, len(indices))
+		for i, x := range indices {
+			ts[i] = ix.terms[x]
+		}
+		return ast.ArrayTerm(ts...)
+	}
+	v := ast.NewObject(ast.Item(keyActive, terms(active)), ast.Item(keyExpired, terms(expired)))
+	if cacheable {
+		ix.values.Store(key, v)
+	}
+	return v
+}
+
 // resolved is what the grant index says about one request.
 type resolved struct {
-	// active and expired are the grants that apply, and those that would
-	// apply had they not expired, as input.grants.active and .expired.
-	active, expired *ast.Array
+	// value is input.grants: the grants that apply ("active"), and those
+	// that would apply had they not expired ("expired").
+	value ast.Value
 	// exempt lists the rules an active exemption lifts; all is true when
 	// one lifts every rule.
 	exempt []string
@@ -133,24 +163,21 @@ type resolved struct {
 func (ix *grantIndex) resolve(in *Input, now time.Time) resolved {
 	r := newRequester(in)
 	nowNs := now.UnixNano()
-	var active, expired []*ast.Term
+	var key grantsKey
+	var active, expired []int
 	for i := range ix.grants {
 		if !ix.grants[i].matches(&r) {
 			continue
 		}
 		if ix.grants[i].expired(nowNs) {
-			expired = append(expired, ix.terms[i])
+			expired = append(expired, i)
+			key.expired |= 1 << i
 		} else {
-			active = append(active, ix.terms[i])
+			active = append(active, i)
+			key.active |= 1 << i
 		}
 	}
-	out := resolved{active: emptyArray, expired: emptyArray}
-	if len(active) > 0 {
-		out.active = ast.NewArray(active...)
-	}
-	if len(expired) > 0 {
-		out.expired = ast.NewArray(expired...)
-	}
+	out := resolved{value: ix.grantsValue(key, active, expired)}
 	for i := range ix.exemptions {
 		if !ix.exemptions[i].matches(&r) || ix.exemptions[i].expired(nowNs) {
 			continue
@@ -162,9 +189,6 @@ func (ix *grantIndex) resolve(in *Input, now time.Time) resolved {
 	}
 	return out
 }
-
-// emptyArray is shared: AST values are never written once built.
-var emptyArray = ast.NewArray()
 
 // exempts is true when the request is exempt from the rule with this id.
 func (r *resolved) exempts(id string) bool { return r.all || slices.Contains(r.exempt, id) }
