@@ -3,7 +3,9 @@ package policies
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -67,10 +69,6 @@ type PodView struct {
 // the tree's top come from a pool: call release once nothing reads the value
 // any more (results converted to Go).
 func (in *Input) value(res *resolved) (v ast.Value, release func()) {
-	groups := make([]*ast.Term, len(in.User.Groups))
-	for i, g := range in.User.Groups {
-		groups[i] = ast.StringTerm(g)
-	}
 	labels := noLabels
 	if len(in.NamespaceLabels) > 0 {
 		labels = in.NamespaceLabels
@@ -83,7 +81,7 @@ func (in *Input) value(res *resolved) (v ast.Value, release func()) {
 	doc["name"] = in.Name
 	// Small parts are AST already (a lazy object costs a cache map of its
 	// own); what may be large stays lazy.
-	doc["user"] = ast.NewObject(ast.Item(keyUsername, ast.StringTerm(in.User.Username)), ast.Item(keyGroups, ast.ArrayTerm(groups...)))
+	doc["user"] = userValue(in.User)
 	doc["dryRun"] = in.DryRun
 	doc["object"] = orEmpty(in.Object)
 	doc["namespaceLabels"] = labels
@@ -117,6 +115,33 @@ func (m *inputMaps) release() {
 	clear(m.doc)
 	clear(m.pod)
 	inputMapsPool.Put(m)
+}
+
+// users caches input.user: most requests come from a few controllers. It
+// stops growing at maxUsers entries.
+var (
+	users     sync.Map
+	userCount atomic.Int64
+)
+
+const maxUsers = 4096
+
+func userValue(u User) ast.Value {
+	key := u.Username + "\x00" + strings.Join(u.Groups, "\x00")
+	if v, ok := users.Load(key); ok {
+		return v.(ast.Value)
+	}
+	groups := make([]*ast.Term, len(u.Groups))
+	for i, g := range u.Groups {
+		groups[i] = ast.StringTerm(g)
+	}
+	v := ast.NewObject(ast.Item(keyUsername, ast.StringTerm(u.Username)), ast.Item(keyGroups, ast.ArrayTerm(groups...)))
+	if userCount.Load() < maxUsers {
+		if _, loaded := users.LoadOrStore(key, v); !loaded {
+			userCount.Add(1)
+		}
+	}
+	return v
 }
 
 // kinds caches input.kind by kind: there are few, and every request has one.
