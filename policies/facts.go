@@ -28,7 +28,7 @@ type Facts struct {
 	// kube-apiserver's --service-node-port-range; `serve --node-port-range`,
 	// default 30000-32767). kube-proxy listens on every node for each
 	// allocated port in it, so a hostPort inside it collides sooner or later.
-	// Zero when unknown: rules then assume the default range.
+	// Zero when unknown: the rules then see the default range.
 	NodePortRange PortSpan `json:"nodePortRange"`
 	// HostPortConflicts lists, for each hostPort of the object's pod spec,
 	// the other holders of the same (protocol, port) whose hostIP overlaps
@@ -118,8 +118,13 @@ type IngressConflict struct {
 	Holders []Holder `json:"holders"`
 }
 
+// DefaultNodePortRange is the kube-apiserver's default --service-node-port-range.
+var DefaultNodePortRange = PortSpan{From: 30000, To: 32767}
+
 // noFacts are the facts without an inventory; shared, and never written.
-var noFacts = ast.MustInterfaceToValue(map[string]any{"ready": false})
+var noFacts = ast.MustInterfaceToValue((*Facts)(nil).value())
+
+func (s PortSpan) value() map[string]any { return map[string]any{"from": s.From, "to": s.To} }
 
 // ast converts the facts to Rego input.
 func (f *Facts) ast() ast.Value {
@@ -132,11 +137,11 @@ func (f *Facts) ast() ast.Value {
 // value converts the facts to Rego input without a JSON round trip.
 func (f *Facts) value() map[string]any {
 	if f == nil {
-		return map[string]any{"ready": false}
+		return map[string]any{"ready": false, "nodePortRange": DefaultNodePortRange.value()}
 	}
 	m := map[string]any{
 		"ready":             f.Ready,
-		"nodePortRange":     map[string]any{"from": f.NodePortRange.From, "to": f.NodePortRange.To},
+		"nodePortRange":     DefaultNodePortRange.value(),
 		"hostPortConflicts": make([]any, len(f.HostPortConflicts)),
 		"nodePortConflicts": make([]any, len(f.NodePortConflicts)),
 		"freeNodePorts":     freePortsValue(f.FreeNodePorts),
@@ -146,8 +151,8 @@ func (f *Facts) value() map[string]any {
 	if f.NotReady != "" {
 		m["notReady"] = f.NotReady
 	}
-	if f.NodePortRange.From == 0 {
-		delete(m, "nodePortRange")
+	if f.NodePortRange.From != 0 {
+		m["nodePortRange"] = f.NodePortRange.value()
 	}
 	hp := m["hostPortConflicts"].([]any)
 	for i, c := range f.HostPortConflicts {

@@ -30,7 +30,10 @@ not_ready_msg(what) := sprintf(
 not_ready_fix := "retry in a few seconds"
 
 # node_port_range is the cluster's NodePort range (the default one when unknown).
-node_port_range := object.get(object.get(input, "facts", {}), "nodePortRange", {"from": 30000, "to": 32767})
+node_port_range := object.get(facts, "nodePortRange", defaults.nodePortRange)
+
+# defaults are the facts the engine sets without an inventory.
+defaults := {"ready": false, "nodePortRange": {"from": 30000, "to": 32767}}
 
 in_node_port_range(port) if {
 	node_port_range.from <= port

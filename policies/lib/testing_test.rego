@@ -5,6 +5,7 @@
 #   and for admission inputs (as policies/input.go builds them). Loaded only in tests.
 package portreeve.lib.testing
 
+import data.portreeve.lib.facts
 import data.portreeve.lib.grants
 import data.portreeve.lib.k8s
 
@@ -128,8 +129,12 @@ pod_view(path, pointer, spec) := object.union(view, {"hostPorts": k8s.pod_host_p
 }
 
 # resolve adds what the engine resolves for every request: the grants of the
-# configuration cfg that apply to req (input.grants), at the tests' clock.
-resolve(req, cfg) := object.union(req, {"grants": grants.resolve(req, cfg, now_ns)})
+# configuration cfg that apply to req (input.grants), at the tests' clock, and
+# the facts' defaults (no inventory, the default NodePort range).
+resolve(req, cfg) := object.union(req, {
+	"grants": grants.resolve(req, cfg, now_ns),
+	"facts": object.union(facts.defaults, object.get(req, "facts", {})),
+})
 
 service_account(spec) := object.get(spec, "serviceAccountName", "default")
 

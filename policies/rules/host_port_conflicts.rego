@@ -30,8 +30,8 @@ deny contains v if {
 
 deny contains v if {
 	some p in input.pod.hostPorts
-	facts.node_port_range.from <= p.port
-	p.port <= facts.node_port_range.to
+	input.facts.nodePortRange.from <= p.port # facts.node_port_range, which the engine always sets
+	p.port <= input.facts.nodePortRange.to
 	not conflicted(p.field)
 	v := {
 		"msg": sprintf(

@@ -24,7 +24,7 @@ const (
 const DefaultPendingTTL = 30 * time.Second
 
 // DefaultNodePortRange is the kube-apiserver's default --service-node-port-range.
-var DefaultNodePortRange = policies.PortSpan{From: 30000, To: 32767}
+var DefaultNodePortRange = policies.DefaultNodePortRange
 
 // Options configure an Inventory.
 type Options struct {
