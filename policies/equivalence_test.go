@@ -2,6 +2,7 @@ package policies
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -219,4 +220,50 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// TestEvaluateConcurrently runs the requests above from many goroutines at
+// once (pooled caches and input maps, shared AST values) and wants each
+// decision to be the one it gets alone.
+func TestEvaluateConcurrently(t *testing.T) {
+	e := equivalenceEngine(t)
+	reqs := equivalenceRequests()
+	want := map[string]string{}
+	for name, in := range reqs {
+		d, err := e.Evaluate(t.Context(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[name] = mustJSON(d)
+	}
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := range 20 {
+				for name, in := range reqs {
+					if (i+w)%2 == 0 {
+						if _, err := e.Rewrites(t.Context(), in); err != nil {
+							errs <- err
+							return
+						}
+					}
+					d, err := e.Evaluate(t.Context(), in)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if got := mustJSON(d); got != want[name] {
+						errs <- fmt.Errorf("%s: concurrent decision\n%s\nwant\n%s", name, got, want[name])
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
