@@ -20,6 +20,7 @@ forbidden := [i |
 ]
 
 deny contains v if {
+	input.object.spec.externalIPs # read directly first: this runs on every Service
 	k8s.is_service
 	some i in forbidden
 	v := {
@@ -32,8 +33,8 @@ deny contains v if {
 }
 
 deny contains v if {
+	input.object.spec.type == "LoadBalancer" # k8s.service_type, read directly: this runs on every Service
 	k8s.is_service
-	k8s.service_type == "LoadBalancer"
 	ip := object.get(k8s.spec, "loadBalancerIP", "")
 	ip != ""
 	not allowed(ip)
@@ -47,6 +48,7 @@ deny contains v if {
 }
 
 rewrite contains op if {
+	input.object.spec.externalIPs
 	k8s.is_service
 	count(forbidden) > 0
 	kept := [ip | some i, ip in external_ips; not i in forbidden]
@@ -56,8 +58,8 @@ rewrite contains op if {
 }
 
 rewrite contains op if {
+	input.object.spec.type == "LoadBalancer" # k8s.service_type, read directly: this runs on every Service
 	k8s.is_service
-	k8s.service_type == "LoadBalancer"
 	ip := object.get(k8s.spec, "loadBalancerIP", "")
 	ip != ""
 	not allowed(ip)
@@ -69,7 +71,7 @@ replace_or_remove(kept) := {"op": "remove", "path": "/spec/externalIPs"} if coun
 replace_or_remove(kept) := {"op": "replace", "path": "/spec/externalIPs", "value": kept} if count(kept) > 0
 
 allowed(ip) if {
-	some g in grants.active
+	some g in input.grants.active
 	some cidr in g.externalIPs
 	net.cidr_contains(cidr, ip)
 }
@@ -78,10 +80,10 @@ granted_text := "none" if count(cidrs) == 0
 
 granted_text := concat(", ", cidrs) if count(cidrs) > 0
 
-cidrs := [c | some g in grants.active; some c in g.externalIPs]
+cidrs := [c | some g in input.grants.active; some c in g.externalIPs]
 
 expiry_note(ip) := grants.expiry_note([g.name |
-	some g in grants.expired_matching
+	some g in input.grants.expired
 	some cidr in g.externalIPs
 	net.cidr_contains(cidr, ip)
 ])

@@ -12,7 +12,7 @@ import data.portreeve.lib.k8s
 deny contains v if {
 	input.pod.spec.hostNetwork == true # k8s.host_network, read directly: this runs on every pod
 	not granted
-	expired := [g.name | some g in grants.expired_matching; g.hostNetwork]
+	expired := [g.name | some g in input.grants.expired; g.hostNetwork]
 	v := {
 		"msg": sprintf("hostNetwork is not granted to %s%s", [grants.subject, grants.expiry_note(expired)]),
 		"field": k8s.pod_field("hostNetwork"),
@@ -21,6 +21,6 @@ deny contains v if {
 }
 
 granted if {
-	some g in grants.active
+	some g in input.grants.active
 	g.hostNetwork
 }

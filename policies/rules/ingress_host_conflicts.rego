@@ -14,6 +14,7 @@ import data.portreeve.lib.facts
 import data.portreeve.lib.k8s
 
 deny contains v if {
+	input.facts.ingressConflicts # read directly first: this runs on every Ingress
 	k8s.is_ingress
 	some c in facts.ingress_conflicts
 	v := {
@@ -26,6 +27,7 @@ deny contains v if {
 }
 
 deny contains v if {
+	input.facts.notReady == "deny" # read directly first: this runs on every Ingress
 	k8s.is_ingress
 	facts.deny_not_ready
 	some i, rule in object.get(k8s.spec, "rules", [])

@@ -31,12 +31,12 @@ hosts := array.concat(rule_hosts, default_backend)
 default_backend := [h | k8s.has_field(k8s.spec, "defaultBackend"); h := {"host": "", "field": "spec.defaultBackend"}]
 
 deny contains v if {
+	data.portreeve.config.ingressDomainsConfigured # first: without domains, no host is judged
 	k8s.is_ingress
-	data.portreeve.config.ingressDomainsConfigured
 	some h in hosts
 	h.host != ""
 	not host_allowed(h.host)
-	expired := [g.name | some g in grants.expired_matching; some d in g.ingressDomains; covers(d, h.host)]
+	expired := [g.name | some g in input.grants.expired; some d in g.ingressDomains; covers(d, h.host)]
 	v := {
 		"msg": sprintf("host %q is not inside a domain granted to %s (granted: %s)%s", [
 			h.host, grants.subject, domains_text, grants.expiry_note(expired),
@@ -47,8 +47,8 @@ deny contains v if {
 }
 
 deny contains v if {
+	data.portreeve.config.ingressDomainsConfigured # first: without domains, no host is judged
 	k8s.is_ingress
-	data.portreeve.config.ingressDomainsConfigured
 	some h in hosts
 	h.host == ""
 	v := {
@@ -72,7 +72,7 @@ deny contains v if {
 }
 
 host_allowed(host) if {
-	some g in grants.active
+	some g in input.grants.active
 	some d in g.ingressDomains
 	covers(d, host)
 }
@@ -85,13 +85,13 @@ covers(d, host) if {
 	endswith(host, substring(d, 1, -1))
 }
 
-domains := [d | some g in grants.active; some d in g.ingressDomains]
+domains := [d | some g in input.grants.active; some d in g.ingressDomains]
 
 domains_text := "none" if count(domains) == 0
 
 domains_text := concat(", ", domains) if count(domains) > 0
 
-classes := {c | some g in grants.active; some c in g.ingressClasses}
+classes := {c | some g in input.grants.active; some c in g.ingressClasses}
 
 class := object.get(k8s.spec, "ingressClassName", annotation_class)
 

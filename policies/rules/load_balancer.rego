@@ -14,11 +14,11 @@ import data.portreeve.lib.grants
 import data.portreeve.lib.k8s
 
 deny contains v if {
+	input.object.spec.type == "LoadBalancer" # k8s.service_type, read directly: this runs on every Service
 	k8s.is_service
-	k8s.service_type == "LoadBalancer"
 	not allowed
 	count(problems) == 0
-	expired := [g.name | some g in grants.expired_matching; g.loadBalancer.allowed]
+	expired := [g.name | some g in input.grants.expired; g.loadBalancer.allowed]
 	v := {
 		"msg": sprintf("type LoadBalancer is not granted to %s%s", [grants.subject, grants.expiry_note(expired)]),
 		"field": "spec.type",
@@ -27,8 +27,8 @@ deny contains v if {
 }
 
 deny contains v if {
+	input.object.spec.type == "LoadBalancer" # k8s.service_type, read directly: this runs on every Service
 	k8s.is_service
-	k8s.service_type == "LoadBalancer"
 	not allowed
 	count(problems) > 0
 	v := {
@@ -39,8 +39,8 @@ deny contains v if {
 }
 
 rewrite contains object.union(op, {"reason": reason}) if {
+	input.object.spec.type == "LoadBalancer" # k8s.service_type, read directly: this runs on every Service
 	k8s.is_service
-	k8s.service_type == "LoadBalancer"
 	not allowed
 	reason := sprintf("type LoadBalancer is not granted to %s; changed to %s", [grants.subject, target])
 	some op in array.concat(
@@ -50,14 +50,14 @@ rewrite contains object.union(op, {"reason": reason}) if {
 }
 
 allowed if {
-	some g in grants.active
+	some g in input.grants.active
 	g.loadBalancer.allowed
 	count(grant_problems(g)) == 0
 }
 
 # problems lists why grants that allow LoadBalancers still do not allow this one.
 problems contains p if {
-	some g in grants.active
+	some g in input.grants.active
 	g.loadBalancer.allowed
 	some p in grant_problems(g)
 }
@@ -79,7 +79,7 @@ problem_field := "spec.loadBalancerClass" if {
 } else := "spec.loadBalancerSourceRanges"
 
 node_ports_granted if {
-	some g in grants.active
+	some g in input.grants.active
 	count(g.nodePorts) > 0
 }
 

@@ -15,6 +15,7 @@ import data.portreeve.lib.facts
 import data.portreeve.lib.k8s
 
 deny contains v if {
+	input.facts.nodePortConflicts # read directly first: this runs on every Service
 	k8s.is_service
 	some c in facts.node_port_conflicts
 	v := {
@@ -25,6 +26,7 @@ deny contains v if {
 }
 
 deny contains v if {
+	input.facts.notReady == "deny" # read directly first: this runs on every Service
 	k8s.is_service
 	k8s.opens_node_ports
 	facts.deny_not_ready
@@ -37,6 +39,7 @@ deny contains v if {
 
 # A taken nodePort moves to a free one in the namespace's range.
 rewrite contains op if {
+	input.facts.nodePortConflicts # read directly first: this runs on every Service
 	k8s.is_service
 	some c in facts.node_port_conflicts
 	some p in k8s.node_ports

@@ -14,10 +14,11 @@ import data.portreeve.lib.grants
 import data.portreeve.lib.k8s
 
 deny contains v if {
+	input.object.spec.type in {"NodePort", "LoadBalancer"} # read directly first: this runs on every Service
 	k8s.is_service
 	k8s.opens_node_ports
 	not granted
-	expired := [g.name | some g in grants.expired_matching; count(g.nodePorts) > 0]
+	expired := [g.name | some g in input.grants.expired; count(g.nodePorts) > 0]
 	v := {
 		"msg": sprintf("%s opens node ports, which are not granted to %s%s", [
 			what, grants.subject, grants.expiry_note(expired),
@@ -28,6 +29,7 @@ deny contains v if {
 }
 
 deny contains v if {
+	input.object.spec.type in {"NodePort", "LoadBalancer"} # read directly first: this runs on every Service
 	k8s.is_service
 	k8s.opens_node_ports
 	granted
@@ -40,8 +42,8 @@ deny contains v if {
 }
 
 rewrite contains object.union(op, {"reason": reason}) if {
+	input.object.spec.type == "NodePort" # k8s.service_type, read directly
 	k8s.is_service
-	k8s.service_type == "NodePort"
 	not granted
 	reason := sprintf("node ports are not granted to %s; the Service stays reachable inside the cluster", [grants.subject])
 	some op in array.concat(
@@ -51,6 +53,7 @@ rewrite contains object.union(op, {"reason": reason}) if {
 }
 
 rewrite contains object.union(op, {"reason": reason}) if {
+	input.object.spec.type == "LoadBalancer" # k8s.service_type, read directly: this runs on every Service
 	k8s.is_service
 	k8s.service_type == "LoadBalancer"
 	k8s.opens_node_ports
@@ -64,6 +67,7 @@ rewrite contains object.union(op, {"reason": reason}) if {
 }
 
 rewrite contains op if {
+	input.object.spec.type in {"NodePort", "LoadBalancer"} # read directly first: this runs on every Service
 	k8s.is_service
 	k8s.opens_node_ports
 	granted
@@ -80,6 +84,7 @@ rewrite contains op if {
 # range, a port without nodePort gets one from the namespace's own range, in
 # every mode but off (the apiserver would pick from the whole cluster range).
 allocate contains op if {
+	input.object.spec.type in {"NodePort", "LoadBalancer"} # read directly first: this runs on every Service
 	k8s.is_service
 	k8s.opens_node_ports
 	granted
@@ -97,16 +102,16 @@ allocate contains op if {
 cluster_range := object.get(input, ["facts", "nodePortRange"], {"from": 30000, "to": 32767})
 
 covers_cluster_range if {
-	some g in grants.active
+	some g in input.grants.active
 	some r in g.nodePorts
 	r.from <= cluster_range.from
 	cluster_range.to <= r.to
 }
 
 # assign_grant is the first active grant (by name) with node port ranges.
-assign_grant := sort([g.name | some g in grants.active; count(g.nodePorts) > 0])[0]
+assign_grant := sort([g.name | some g in input.grants.active; count(g.nodePorts) > 0])[0]
 
-assign_ranges := [r | some g in grants.active; g.name == assign_grant; some r in g.nodePorts]
+assign_ranges := [r | some g in input.grants.active; g.name == assign_grant; some r in g.nodePorts]
 
 # pick chooses the nodePort for port index i: the i-th free port the inventory
 # reports for the grant, else a port derived from the Service's name (the
@@ -122,12 +127,12 @@ pick(i) := free[i] if {
 }
 
 granted if {
-	some g in grants.active
+	some g in input.grants.active
 	count(g.nodePorts) > 0
 }
 
 load_balancer_granted if {
-	some g in grants.active
+	some g in input.grants.active
 	g.loadBalancer.allowed
 }
 
@@ -141,11 +146,11 @@ out_of_range := [p |
 ]
 
 in_granted_range(port) if {
-	some g in grants.active
+	some g in input.grants.active
 	k8s.in_ranges(port, "TCP", g.nodePorts)
 }
 
-ranges_text := k8s.ranges_text([r | some g in grants.active; some r in g.nodePorts])
+ranges_text := k8s.ranges_text([r | some g in input.grants.active; some r in g.nodePorts])
 
 what := "type NodePort" if k8s.service_type == "NodePort"
 
