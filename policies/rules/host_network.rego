@@ -14,7 +14,7 @@ deny contains v if {
 	not granted
 	expired := [g.name | some g in input.grants.expired; g.hostNetwork]
 	v := {
-		"msg": sprintf("hostNetwork is not granted to %s%s", [grants.subject, grants.expiry_note(expired)]),
+		"msg": sprintf("hostNetwork is not granted to namespace %q%s", [input.namespace, grants.expiry_note(expired)]),
 		"field": k8s.pod_field("hostNetwork"),
 		"fix": "remove hostNetwork, or ask a cluster admin for a grant with hostNetwork: true",
 	}

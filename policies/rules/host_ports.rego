@@ -19,8 +19,8 @@ deny contains v if {
 	some p in input.pod.hostPorts
 	not allowed(p)
 	v := {
-		"msg": sprintf("hostPort %d/%s of container %q is not in a range granted to %s (granted: %s)%s", [
-			p.port, p.protocol, p.container, grants.subject, granted_text, expiry_note(p),
+		"msg": sprintf("hostPort %d/%s of container %q is not in a range granted to namespace %q (granted: %s)%s", [
+			p.port, p.protocol, p.container, input.namespace, granted_text, expiry_note(p),
 		]),
 		"field": p.field,
 		"fix": "drop the hostPort and expose the pod through a Service, or ask a cluster admin for a grant of this port",
