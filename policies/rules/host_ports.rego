@@ -13,8 +13,8 @@ import data.portreeve.lib.grants
 import data.portreeve.lib.k8s
 
 # The rule runs on every request with a hostPort, so it is written for the
-# interpreter: it reads the input (k8s.host_ports, input.grants.active) directly,
-# and computes the message parts only for a denial.
+# interpreter: it reads the input (k8s.host_ports, grants.active) directly,
+# spells grants.subject out, and computes the message parts only for a denial.
 deny contains v if {
 	some p in input.pod.hostPorts
 	not allowed(p)
