@@ -2,8 +2,9 @@ package policies
 
 import (
 	"encoding/json"
+	"hash/maphash"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -75,7 +76,7 @@ func (in *Input) value(res *resolved) (v ast.Value, release func()) {
 	}
 	m := inputMapsPool.Get().(*inputMaps)
 	doc := m.doc
-	doc["operation"] = in.Operation
+	doc["operation"] = operationValue(in.Operation)
 	doc["kind"] = kindValue(in.Kind)
 	doc["namespace"] = in.Namespace
 	doc["name"] = in.Name
@@ -117,19 +118,32 @@ func (m *inputMaps) release() {
 	inputMapsPool.Put(m)
 }
 
-// users caches input.user: most requests come from a few controllers. It
-// stops growing at maxUsers entries.
+// users caches input.user by a hash of the user: most requests come from a
+// few controllers. It stops growing at maxUsers entries.
 var (
-	users     sync.Map
+	users     sync.Map // uint64 -> cachedUser
 	userCount atomic.Int64
+	userSeed  = maphash.MakeSeed()
 )
 
 const maxUsers = 4096
 
+type cachedUser struct {
+	user  User
+	value ast.Value
+}
+
 func userValue(u User) ast.Value {
-	key := u.Username + "\x00" + strings.Join(u.Groups, "\x00")
-	if v, ok := users.Load(key); ok {
-		return v.(ast.Value)
+	var h maphash.Hash
+	h.SetSeed(userSeed)
+	h.WriteString(u.Username)
+	for _, g := range u.Groups {
+		h.WriteByte(0)
+		h.WriteString(g)
+	}
+	key := h.Sum64()
+	if c, ok := users.Load(key); ok && c.(cachedUser).user.equal(u) {
+		return c.(cachedUser).value
 	}
 	groups := make([]*ast.Term, len(u.Groups))
 	for i, g := range u.Groups {
@@ -137,12 +151,28 @@ func userValue(u User) ast.Value {
 	}
 	v := ast.NewObject(ast.Item(keyUsername, ast.StringTerm(u.Username)), ast.Item(keyGroups, ast.ArrayTerm(groups...)))
 	if userCount.Load() < maxUsers {
-		if _, loaded := users.LoadOrStore(key, v); !loaded {
+		c := cachedUser{user: User{Username: u.Username, Groups: slices.Clone(u.Groups)}, value: v}
+		if _, loaded := users.LoadOrStore(key, c); !loaded {
 			userCount.Add(1)
 		}
 	}
 	return v
 }
+
+func (u User) equal(o User) bool { return u.Username == o.Username && slices.Equal(u.Groups, o.Groups) }
+
+// operationValue spares the common operations a conversion to any.
+func operationValue(op string) any {
+	switch op {
+	case "CREATE":
+		return opCreate
+	case "UPDATE":
+		return opUpdate
+	}
+	return op
+}
+
+var opCreate, opUpdate any = "CREATE", "UPDATE"
 
 // kinds caches input.kind by kind: there are few, and every request has one.
 var kinds sync.Map

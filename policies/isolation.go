@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -156,10 +155,10 @@ func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now ti
 	}()
 	// One cancellation for both the caller's context and the time budget.
 	cancel := topdown.NewCancel()
-	var overBudget atomic.Bool
+	var b *budgetTimer
 	if e.budget > 0 {
-		t := time.AfterFunc(e.budget, func() { overBudget.Store(true); cancel.Cancel() })
-		defer t.Stop()
+		b = startBudget(e.budget, cancel)
+		defer b.stop()
 	}
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, cancel.Cancel)()
@@ -195,7 +194,7 @@ func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now ti
 		return nil
 	})
 	if err != nil {
-		if overBudget.Load() && ctx.Err() == nil {
+		if b != nil && b.ranOut() && ctx.Err() == nil {
 			return nil, fmt.Errorf("%w (%s)", ErrBudget, e.budget)
 		}
 		if ctx.Err() != nil {
@@ -207,6 +206,57 @@ func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now ti
 }
 
 var noMetrics = metrics.NoOp()
+
+// budgetTimer cancels an evaluation that runs out of its time budget. Its
+// timer is reused from evaluation to evaluation.
+type budgetTimer struct {
+	t      *time.Timer
+	mu     sync.Mutex
+	cancel topdown.Cancel
+	over   bool
+}
+
+var budgetPool sync.Pool
+
+func startBudget(d time.Duration, c topdown.Cancel) *budgetTimer {
+	b, _ := budgetPool.Get().(*budgetTimer)
+	if b == nil {
+		b = &budgetTimer{}
+		b.t = time.AfterFunc(time.Hour, b.fire)
+		b.t.Stop()
+	}
+	b.mu.Lock()
+	b.cancel, b.over = c, false
+	b.mu.Unlock()
+	b.t.Reset(d)
+	return b
+}
+
+func (b *budgetTimer) fire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.over = true
+	if b.cancel != nil {
+		b.cancel.Cancel()
+	}
+}
+
+func (b *budgetTimer) ranOut() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.over
+}
+
+// stop ends the budget. A timer that fired, or is firing, is not reused: its
+// function may still run.
+func (b *budgetTimer) stop() {
+	if b.t.Stop() {
+		b.mu.Lock()
+		b.cancel = nil
+		b.mu.Unlock()
+		budgetPool.Put(b)
+	}
+}
 
 // noMetadata is the request metadata of every evaluation: none (topdown
 // would otherwise make an empty map each time; builtins only read it).

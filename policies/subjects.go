@@ -19,14 +19,19 @@ import (
 
 // subjects are the compiled subjects of one grant or exemption.
 type subjects struct {
-	namespaces                     []*glob.Pattern
-	serviceAccounts, users, groups []string
+	namespaces      []*glob.Pattern
+	serviceAccounts []account
+	users, groups   []string
 	// expiresNs is the end of validity in Unix nanoseconds, 0 for never.
 	expiresNs int64
 }
 
 func compileSubjects(s Subjects, expires string) (subjects, error) {
-	out := subjects{serviceAccounts: s.ServiceAccounts, users: s.Users, groups: s.Groups}
+	out := subjects{users: s.Users, groups: s.Groups}
+	for _, sa := range s.ServiceAccounts {
+		ns, name, _ := strings.Cut(sa, "/")
+		out.serviceAccounts = append(out.serviceAccounts, account{ns, name})
+	}
 	for _, p := range s.Namespaces {
 		// As glob.match(p, [], ns) compiles it: "." is the separator.
 		g, err := glob.Compile(p, '.')
@@ -45,23 +50,29 @@ func compileSubjects(s Subjects, expires string) (subjects, error) {
 	return out, nil
 }
 
+// account is a service account, namespace/name.
+type account struct{ namespace, name string }
+
 // requester is who a request is about: its namespace, the requesting user,
-// and the service accounts (namespace/name) of the requester and of the pod.
+// and the service accounts of the requester and of the pod.
 type requester struct {
 	namespace, username string
 	groups              []string
-	accounts            []string
+	accounts            [2]account
+	nAccounts           int
 }
 
 func newRequester(in *Input) requester {
 	r := requester{namespace: in.Namespace, username: in.User.Username, groups: in.User.Groups}
 	if rest, ok := strings.CutPrefix(in.User.Username, "system:serviceaccount:"); ok {
 		if ns, name, ok := strings.Cut(rest, ":"); ok && !strings.Contains(name, ":") {
-			r.accounts = append(r.accounts, ns+"/"+name)
+			r.accounts[r.nAccounts] = account{ns, name}
+			r.nAccounts++
 		}
 	}
 	if in.Pod != nil {
-		r.accounts = append(r.accounts, in.Namespace+"/"+in.Pod.ServiceAccount)
+		r.accounts[r.nAccounts] = account{in.Namespace, in.Pod.ServiceAccount}
+		r.nAccounts++
 	}
 	return r
 }
@@ -71,7 +82,7 @@ func (s *subjects) matches(r *requester) bool {
 	if len(s.namespaces) > 0 && !slices.ContainsFunc(s.namespaces, func(g *glob.Pattern) bool { return g.Match(r.namespace) }) {
 		return false
 	}
-	if len(s.serviceAccounts) > 0 && !slices.ContainsFunc(r.accounts, func(a string) bool { return slices.Contains(s.serviceAccounts, a) }) {
+	if len(s.serviceAccounts) > 0 && !slices.ContainsFunc(r.accounts[:r.nAccounts], func(a account) bool { return slices.Contains(s.serviceAccounts, a) }) {
 		return false
 	}
 	if len(s.users) > 0 && !slices.Contains(s.users, r.username) {
