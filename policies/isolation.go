@@ -85,7 +85,8 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) (_
 				set := ""
 				if obj, ok := t.Value.(ast.Object); ok {
 					if ty := obj.Get(ast.InternedTerm("type")); ty != nil {
-						set = string(ty.Value.(ast.String))
+						s, _ := ty.Value.(ast.String)
+						set = string(s)
 					}
 				}
 				out = append(out, tagged{rule: r.ID, set: set, raw: t})

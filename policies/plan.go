@@ -12,9 +12,9 @@ import (
 // A plan is the fast path for one family of objects: one prepared query that
 // reads the output sets of exactly the rules the configuration turns on for
 // that family, as an array with one element per slot. The configuration is
-// fixed for the engine's lifetime, so which rules run, in which mode, and
-// whether an exemption could lift them is settled here, once, rather than by
-// Rego on every request; exemptions are resolved in Go with the grants.
+// fixed for the engine's lifetime, so which rules run and which of their sets
+// count in their mode is settled here, once, rather than by Rego on every
+// request; the exemptions that apply are resolved in Go with the grants.
 // data.portreeve.main.findings and .rewrites state the same semantics in
 // Rego; TestPlanMatchesMain holds the two to each other.
 type plan struct {
