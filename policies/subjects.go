@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/glob"
@@ -103,8 +104,9 @@ type grantIndex struct {
 	terms      []*ast.Term
 	exemptions []subjects
 	exemptIDs  [][]string
-	// values caches input.grants by grantsKey.
+	// values caches input.grants by grantsKey; cached counts them.
 	values sync.Map
+	cached atomic.Int64
 }
 
 func newGrantIndex(cfg *Config, data map[string]any) (*grantIndex, error) {
@@ -138,7 +140,8 @@ type grantsKey struct{ active, expired uint64 }
 
 // grantsValue is input.grants, {"active", "expired"}, with the grants of
 // those indices. Requests that resolve to the same grants share it (AST
-// values are never written once built), up to 64 grants.
+// values are never written once built), for up to 64 grants and up to
+// maxGrantSets sets of them.
 func (ix *grantIndex) grantsValue(key grantsKey, active, expired []int) ast.Value {
 	cacheable := len(ix.grants) <= 64
 	if cacheable {
@@ -154,11 +157,15 @@ func (ix *grantIndex) grantsValue(key grantsKey, active, expired []int) ast.Valu
 		return ast.ArrayTerm(ts...)
 	}
 	v := ast.NewObject(ast.Item(keyActive, terms(active)), ast.Item(keyExpired, terms(expired)))
-	if cacheable {
-		ix.values.Store(key, v)
+	if cacheable && ix.cached.Load() < maxGrantSets {
+		if _, loaded := ix.values.LoadOrStore(key, v); !loaded {
+			ix.cached.Add(1)
+		}
 	}
 	return v
 }
+
+const maxGrantSets = 4096
 
 // resolved is what the grant index says about one request.
 type resolved struct {
