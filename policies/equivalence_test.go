@@ -267,3 +267,26 @@ func TestEvaluateConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// Past 64 grants the engine no longer shares input.grants between requests
+// (its key is a bit per grant): the resolution must stay right.
+func TestGrantResolutionWithManyGrants(t *testing.T) {
+	cfg := &Config{APIVersion: "portreeve.io/v1alpha1", Kind: "PolicyConfig"}
+	for i := range 70 {
+		cfg.Grants = append(cfg.Grants, Grant{
+			Name: fmt.Sprintf("g%d", i), Subjects: Subjects{Namespaces: []string{fmt.Sprintf("ns-%d", i)}}, HostNetwork: true,
+		})
+	}
+	e := newEngine(t, Options{Config: cfg})
+	for _, i := range []int{0, 63, 64, 69} {
+		in := threeContainerPod()
+		in.Namespace = fmt.Sprintf("ns-%d", i)
+		got, err := e.Query(t.Context(), "[g.name | some g in input.grants.active]", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []any{fmt.Sprintf("g%d", i)}; !reflect.DeepEqual(got, want) {
+			t.Errorf("namespace ns-%d: active grants %v, want %v", i, got, want)
+		}
+	}
+}
