@@ -71,16 +71,18 @@ service_type := object.get(spec, "type", "ClusterIP")
 
 # opens_node_ports is true when the Service opens a port on every node:
 # NodePort, and LoadBalancer unless allocateLoadBalancerNodePorts is false.
-opens_node_ports if service_type == "NodePort"
+# (It reads spec.type directly: service_type is ClusterIP when it is unset,
+# and this runs on every Service.)
+opens_node_ports if input.object.spec.type == "NodePort"
 
 opens_node_ports if {
-	service_type == "LoadBalancer"
-	object.get(spec, "allocateLoadBalancerNodePorts", true) != false
+	input.object.spec.type == "LoadBalancer"
+	object.get(input.object.spec, "allocateLoadBalancerNodePorts", true) != false
 }
 
 # An explicit nodePort is opened whatever allocateLoadBalancerNodePorts says.
 opens_node_ports if {
-	service_type == "LoadBalancer"
+	input.object.spec.type == "LoadBalancer"
 	count(node_ports) > 0
 }
 

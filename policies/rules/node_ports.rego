@@ -20,8 +20,8 @@ deny contains v if {
 	not granted
 	expired := [g.name | some g in input.grants.expired; count(g.nodePorts) > 0]
 	v := {
-		"msg": sprintf("%s opens node ports, which are not granted to %s%s", [
-			what, grants.subject, grants.expiry_note(expired),
+		"msg": sprintf("%s opens node ports, which are not granted to namespace %q%s", [
+			what, input.namespace, grants.expiry_note(expired),
 		]),
 		"field": "spec.type",
 		"fix": fix,
@@ -152,14 +152,12 @@ in_granted_range(port) if {
 
 ranges_text := k8s.ranges_text([r | some g in input.grants.active; some r in g.nodePorts])
 
-what := "type NodePort" if k8s.service_type == "NodePort"
+what := {
+	"NodePort": "type NodePort",
+	"LoadBalancer": "type LoadBalancer with allocateLoadBalancerNodePorts",
+}[input.object.spec.type]
 
-what := "type LoadBalancer with allocateLoadBalancerNodePorts" if k8s.service_type == "LoadBalancer"
-
-fix := "use type ClusterIP (and an Ingress), or ask a cluster admin for a nodePorts grant" if {
-	k8s.service_type == "NodePort"
-}
-
-fix := "set allocateLoadBalancerNodePorts: false, or ask a cluster admin for a nodePorts grant" if {
-	k8s.service_type == "LoadBalancer"
-}
+fix := {
+	"NodePort": "use type ClusterIP (and an Ingress), or ask a cluster admin for a nodePorts grant",
+	"LoadBalancer": "set allocateLoadBalancerNodePorts: false, or ask a cluster admin for a nodePorts grant",
+}[input.object.spec.type]
