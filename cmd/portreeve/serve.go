@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ import (
 // serveOptions are the flags of `portreeve serve`; defaults match the chart.
 type serveOptions struct {
 	Kubeconfig         string
+	CPUProfile         string
 	WebhookHost        string
 	WebhookPort        int
 	CertDir            string
@@ -108,6 +110,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.CertExtraDNSNames, "cert-dns-names", nil, "self-signed mode: extra DNS names for the serving certificate")
 	fs.StringSliceVar(&o.CertExtraIPs, "cert-ip-addresses", nil, "self-signed mode: IP addresses for the serving certificate")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: HTTP/2 rapid reset)")
+	fs.StringVar(&o.CPUProfile, "cpu-profile", "", "write a CPU profile (go tool pprof) of the whole run to this file when serve stops")
 	fs.StringVar(&o.NodePortRange, "node-port-range", o.NodePortRange, "the cluster's Service NodePort range (kube-apiserver --service-node-port-range): hostPorts inside it collide with NodePorts")
 	fs.StringVar(&o.InventoryNotReady, "inventory-not-ready", o.InventoryNotReady, "what requests that need the inventory of ports and hosts get before it has synced: deny (with a message saying so) or allow (judged without conflicts)")
 	o.authoringOptions.addFlags(fs)
@@ -172,6 +175,17 @@ func newServeCommand() *cobra.Command {
 				return &exitError{code: 2, err: err}
 			}
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+			if o.CPUProfile != "" {
+				f, err := os.Create(o.CPUProfile)
+				if err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--cpu-profile: %w", err)}
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--cpu-profile: %w", err)}
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return serve(ctrl.SetupSignalHandler(), o)
 		},
 	}

@@ -178,6 +178,9 @@ func (p *Portreeve) Stop() error {
 	return errors.Join(err, os.RemoveAll(p.Dir))
 }
 
+// PID is the process id of the running server.
+func (p *Portreeve) PID() int { return p.proc.PID() }
+
 // Stopped is closed when the server has exited.
 func (p *Portreeve) Stopped() <-chan struct{} { return p.proc.Done() }
 
