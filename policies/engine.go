@@ -481,6 +481,24 @@ func withDefaultModes(cfg *Config, rules []RuleInfo) *Config {
 	return out
 }
 
+// CanRewrite is false when no rule the configuration turns on can ask to
+// rewrite (or allocate for) an object of this family ("" for other kinds):
+// the mutating webhook then has nothing to do for it.
+func (e *Engine) CanRewrite(family string) bool {
+	p := e.plans[queryRewrites][family]
+	return p == nil || len(p.slots) > 0
+}
+
+// Judges is true when the rule with this id is on and judges objects of this family.
+func (e *Engine) Judges(id, family string) bool {
+	for _, r := range e.rules {
+		if r.ID == id {
+			return r.Mode != ModeOff && r.appliesTo(family)
+		}
+	}
+	return false
+}
+
 // Rules lists the rules the engine evaluates, sorted by id.
 func (e *Engine) Rules() []RuleInfo { return slices.Clone(e.rules) }
 

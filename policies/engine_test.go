@@ -162,3 +162,45 @@ func BenchmarkEvaluateKinds(b *testing.B) {
 		})
 	}
 }
+
+func TestCanRewriteAndJudges(t *testing.T) {
+	rewriteHostPorts, err := ParseConfig([]byte("apiVersion: portreeve.io/v1alpha1\nkind: PolicyConfig\nrules: {host-ports: {mode: rewrite}, node-ports: {mode: off}, node-port-conflicts: {mode: off}}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	builtin := newEngine(t, Options{})
+	rewriting := newEngine(t, Options{Config: rewriteHostPorts})
+	tests := []struct {
+		name   string
+		e      *Engine
+		family string
+		want   bool
+	}{
+		{"built-in: nothing rewrites pods", builtin, FamilyPods, false},
+		{"built-in: node-ports allocates for Services in deny mode", builtin, FamilyServices, true},
+		{"built-in: nothing rewrites Ingresses", builtin, FamilyIngresses, false},
+		{"host-ports in rewrite mode rewrites pods", rewriting, FamilyPods, true},
+		{"node-ports off: nothing rewrites Services", rewriting, FamilyServices, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.e.CanRewrite(tc.family); got != tc.want {
+				t.Errorf("CanRewrite(%q) = %v, want %v", tc.family, got, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		e          *Engine
+		id, family string
+		want       bool
+	}{
+		{builtin, "node-port-conflicts", FamilyServices, true},
+		{builtin, "node-port-conflicts", FamilyPods, false},
+		{rewriting, "node-port-conflicts", FamilyServices, false},
+		{builtin, "no-such-rule", FamilyServices, false},
+	} {
+		if got := tc.e.Judges(tc.id, tc.family); got != tc.want {
+			t.Errorf("Judges(%q, %q) = %v, want %v", tc.id, tc.family, got, tc.want)
+		}
+	}
+}

@@ -93,6 +93,13 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 		return &Mutation{}, err
 	}
 	engine := r.Engine()
+	// With no rule to rewrite this kind of object and none judging it at
+	// this stage, there is nothing to do: spare the facts and the rules (the
+	// validating webhook judges the object all the same).
+	if family := Family(req.Kind); !engine.CanRewrite(family) &&
+		!slices.ContainsFunc(mutatingStageRules, func(id string) bool { return engine.Judges(id, family) }) {
+		return &Mutation{}, nil
+	}
 	record := r.recording(req)
 	if record {
 		r.claims.Lock()

@@ -375,3 +375,20 @@ func FuzzReview(f *testing.F) {
 		}
 	})
 }
+
+func TestFamily(t *testing.T) {
+	for _, tc := range []struct {
+		gvk  policies.GroupVersionKind
+		want string
+	}{
+		{policies.GroupVersionKind{Version: "v1", Kind: "Pod"}, policies.FamilyPods},
+		{policies.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}, policies.FamilyPods},
+		{policies.GroupVersionKind{Version: "v1", Kind: "Service"}, policies.FamilyServices},
+		{policies.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"}, policies.FamilyIngresses},
+		{policies.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Service"}, ""},
+	} {
+		if got := Family(tc.gvk); got != tc.want {
+			t.Errorf("Family(%v) = %q, want %q", tc.gvk, got, tc.want)
+		}
+	}
+}
