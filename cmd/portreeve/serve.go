@@ -265,10 +265,10 @@ func serve(ctx context.Context, o *serveOptions) error {
 	exempt := o.exempt()
 	server.Register("/validate", &webhook.Admission{Handler: &portreevewebhook.Handler{
 		Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
-	}})
+	}, LogConstructor: portreevewebhook.LogConstructor})
 	server.Register("/mutate", &webhook.Admission{Handler: &portreevewebhook.Handler{
 		Mutating: true, Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
-	}})
+	}, LogConstructor: portreevewebhook.LogConstructor})
 
 	watcher, err := newConfigWatcher(o, set, reviewer, ruleErrors.Report, ctrlmetrics.Registry)
 	if err != nil {
