@@ -69,8 +69,9 @@ const (
 
 var families = []string{FamilyPods, FamilyServices, FamilyIngresses}
 
-// family names the family of the input's object ("" for other kinds).
-func (in *Input) family() string {
+// Family names the family of the input's object (FamilyPods, FamilyServices,
+// FamilyIngresses; "" for other kinds).
+func (in *Input) Family() string {
 	switch {
 	case in.Pod != nil:
 		return FamilyPods

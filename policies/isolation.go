@@ -61,7 +61,7 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) (_
 	now := time.Now()
 	res := e.grants.resolve(in, now)
 	v, release := in.value(&res)
-	family := in.family()
+	family := in.Family()
 	p := e.plans[kind][family]
 	out, ok, err := p.eval(ctx, e, v, now, &res)
 	if ok {

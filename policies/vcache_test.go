@@ -56,9 +56,13 @@ func TestFlatCacheIsEmptyAfterRelease(t *testing.T) {
 	c := newFlatCache()
 	c.Put(ast.MustParseRef("data.x.a"), ast.IntNumberTerm(1))
 	c.release()
-	c = newFlatCache()
+	// The very cache, as the pool hands it out again.
+	c.Push()
 	defer c.release()
 	if keys := c.Keys(); len(keys) != 0 {
 		t.Fatalf("a reused cache holds %v", keys)
+	}
+	if v, _ := c.Get(ast.MustParseRef("data.x.a")); v != nil {
+		t.Fatalf("a reused cache returns %v", v)
 	}
 }

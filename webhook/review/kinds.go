@@ -32,20 +32,6 @@ var otherKinds = map[policies.GroupVersionKind]bool{
 	{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"}: true,
 }
 
-// Family is the family of objects (policies.FamilyPods, ...) a kind belongs
-// to, "" for other kinds.
-func Family(gvk policies.GroupVersionKind) string {
-	switch {
-	case podSpecPaths[gvk] != nil:
-		return policies.FamilyPods
-	case gvk.Group == "" && gvk.Kind == "Service":
-		return policies.FamilyServices
-	case gvk.Group == "networking.k8s.io" && gvk.Kind == "Ingress":
-		return policies.FamilyIngresses
-	}
-	return ""
-}
-
 // Supported reports whether Portreeve reviews this kind.
 func Supported(gvk policies.GroupVersionKind) bool {
 	_, pod := podSpecPaths[gvk]

@@ -96,7 +96,7 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 	// With no rule to rewrite this kind of object and none judging it at
 	// this stage, there is nothing to do: spare the facts and the rules (the
 	// validating webhook judges the object all the same).
-	if family := Family(req.Kind); !engine.CanRewrite(family) &&
+	if family := in.Family(); !engine.CanRewrite(family) &&
 		!slices.ContainsFunc(mutatingStageRules, func(id string) bool { return engine.Judges(id, family) }) {
 		return &Mutation{}, nil
 	}

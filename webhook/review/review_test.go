@@ -385,10 +385,16 @@ func TestFamily(t *testing.T) {
 		{policies.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}, policies.FamilyPods},
 		{policies.GroupVersionKind{Version: "v1", Kind: "Service"}, policies.FamilyServices},
 		{policies.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"}, policies.FamilyIngresses},
-		{policies.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Service"}, ""},
 	} {
-		if got := Family(tc.gvk); got != tc.want {
-			t.Errorf("Family(%v) = %q, want %q", tc.gvk, got, tc.want)
+		in, err := Input(&Request{Operation: "CREATE", Kind: tc.gvk, Object: []byte(`{}`)})
+		if err != nil {
+			t.Fatalf("%v: %v", tc.gvk, err)
 		}
+		if got := in.Family(); got != tc.want {
+			t.Errorf("Family of %v = %q, want %q", tc.gvk, got, tc.want)
+		}
+	}
+	if got := (&policies.Input{Kind: policies.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Service"}}).Family(); got != "" {
+		t.Errorf("Family of example.com/v1/Service = %q, want none", got)
 	}
 }
