@@ -136,6 +136,10 @@ type Decision struct {
 	Warnings []Finding
 	// DryRun findings are only recorded.
 	DryRun []Finding
+	// Observed are the violations of an installation that observes
+	// (Decision.Observe): they would deny under enforcement, and are only
+	// recorded and returned as warnings.
+	Observed []Finding
 	// Errors lists the rules that failed to evaluate; their failure policy
 	// decided what they contribute to the buckets above.
 	Errors []RuleError
@@ -143,6 +147,14 @@ type Decision struct {
 
 // Allowed is true when no rule denies.
 func (d Decision) Allowed() bool { return len(d.Violations) == 0 }
+
+// Observe turns the decision into what an observing installation does with
+// it: the violations become Observed findings (recorded and returned as
+// warnings) and the request is allowed.
+func (d *Decision) Observe() {
+	d.Observed = append(d.Observed, d.Violations...)
+	d.Violations = nil
+}
 
 // Rewrite is one JSON Patch operation a rule in rewrite mode asks for.
 type Rewrite struct {

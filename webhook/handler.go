@@ -97,9 +97,16 @@ func (h *Handler) validate(ctx context.Context, r *review.Request, start time.Ti
 		h.record(r.Kind.Kind, r.Operation, "skipped", nil, start)
 		return admission.Allowed("exposure unchanged")
 	}
-	warnings := make([]string, 0, len(d.Warnings))
+	warnings := make([]string, 0, len(d.Warnings)+len(d.Observed))
 	for _, w := range d.Warnings {
 		warnings = append(warnings, w.String())
+	}
+	if len(d.Observed) > 0 {
+		engine := h.Reviewer.Engine()
+		for _, f := range d.Observed {
+			warnings = append(warnings, observedWarning(engine, f))
+		}
+		logf.FromContext(ctx).Info("would deny", "rules", ruleIDs(d.Observed), "enforcement", review.Observe)
 	}
 	h.recordFindings(r, d, start)
 	if !d.Allowed() {
@@ -126,7 +133,21 @@ func forbidden(violations []policies.Finding) admission.Response {
 	}}
 }
 
+// observedWarning is the warning of a finding that an observing installation
+// only records: what enforcing would do, then the finding as a denial reads.
+func observedWarning(e *policies.Engine, f policies.Finding) string {
+	would := "would deny"
+	if e.Config().Mode(f.Rule) == policies.ModeRewrite {
+		would = "would rewrite or deny"
+	}
+	return "portreeve " + would + " (enforcement: observe): " + f.String()
+}
+
 func (h *Handler) mutate(ctx context.Context, req admission.Request, r *review.Request, start time.Time) admission.Response {
+	if h.Reviewer.Enforcement() == review.Observe {
+		h.record(r.Kind.Kind, r.Operation, "skipped", nil, start)
+		return admission.Allowed("enforcement: observe, nothing is rewritten")
+	}
 	m, err := h.Reviewer.Mutate(ctx, r)
 	if err != nil {
 		return h.errored(ctx, r, err, start)
@@ -178,6 +199,9 @@ func (h *Handler) recordFindings(r *review.Request, d *policies.Decision, start 
 	}
 	if len(d.DryRun) > 0 {
 		h.recordOnly(r.Kind.Kind, r.Operation, "dryrun", ruleIDs(d.DryRun))
+	}
+	if len(d.Observed) > 0 {
+		h.recordOnly(r.Kind.Kind, r.Operation, "would_deny", ruleIDs(d.Observed))
 	}
 }
 

@@ -154,6 +154,76 @@ func TestMutateReturnsPatchAndWarnings(t *testing.T) {
 	}
 }
 
+func TestObserveAdmitsWithWarningsAndRecords(t *testing.T) {
+	tests := []struct {
+		name     string
+		config   string
+		mutating bool
+		kind     string
+		object   string
+		warnings []string // prefixes, in order
+		recorded []string
+	}{
+		{
+			name: "deny-mode violations become warnings", kind: "Pod", object: hostNetworkAndPortPod,
+			warnings: []string{
+				"portreeve would deny (enforcement: observe): host-network: ",
+				"portreeve would deny (enforcement: observe): host-ports: ",
+			},
+			recorded: []string{"validating/Pod/CREATE/allowed/", "validating/Pod/CREATE/would_deny/host-network", "validating/Pod/CREATE/would_deny/host-ports"},
+		},
+		{
+			name: "warn and dryrun modes keep their meaning", config: modesConfig, kind: "Pod", object: hostNetworkAndPortPod,
+			warnings: []string{"host-network: "},
+			recorded: []string{"validating/Pod/CREATE/warned/host-network", "validating/Pod/CREATE/dryrun/host-ports"},
+		},
+		{
+			name: "rewrite mode is named", config: modesConfig, kind: "Service", object: loadBalancer,
+			warnings: []string{
+				"portreeve would rewrite or deny (enforcement: observe): load-balancer: ",
+				"portreeve would deny (enforcement: observe): node-ports: ",
+			},
+			recorded: []string{"validating/Service/CREATE/would_deny/load-balancer", "validating/Service/CREATE/would_deny/node-ports"},
+		},
+		{
+			name: "the mutating webhook rewrites nothing", config: modesConfig, mutating: true, kind: "Service", object: loadBalancer,
+			recorded: []string{"mutating/Service/CREATE/skipped/"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, rec := newHandler(t, tc.config, tc.mutating)
+			h.Reviewer.SetEnforcement(review.Observe)
+			resp := h.Handle(t.Context(), request("CREATE", "", tc.kind, "default", tc.object))
+			if !resp.Allowed || len(resp.Patches) != 0 {
+				t.Fatalf("observe must admit unchanged: %+v", resp)
+			}
+			if len(resp.Warnings) != len(tc.warnings) {
+				t.Fatalf("warnings = %q, want %d", resp.Warnings, len(tc.warnings))
+			}
+			for i, w := range tc.warnings {
+				if !strings.HasPrefix(resp.Warnings[i], w) {
+					t.Errorf("warning %d = %q, want prefix %q", i, resp.Warnings[i], w)
+				}
+			}
+			for _, want := range tc.recorded {
+				if !slices.Contains(rec.decisions, want) {
+					t.Errorf("decision %s not recorded: %v", want, rec.decisions)
+				}
+			}
+		})
+	}
+}
+
+func TestParseEnforcement(t *testing.T) {
+	for in, want := range map[string]review.Enforcement{"enforce": review.Enforce, "observe": review.Observe, "Observe": "", "": ""} {
+		got, err := review.ParseEnforcement(in)
+		if got != want || (err == nil) != (want != "") {
+			t.Errorf("ParseEnforcement(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
 func TestHandleSkipsAndErrors(t *testing.T) {
 	h, _ := newHandler(t, "", false)
 	tests := []struct {

@@ -25,7 +25,7 @@ func NewPrometheusRecorder(reg prometheus.Registerer) (*PrometheusRecorder, erro
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portreeve_admission_decisions_total",
 			Help: "Admission decisions by webhook, kind, operation, decision " +
-				"(allowed, denied, warned, dryrun, rewritten, unchanged, skipped, error, rewrite_rejected) and rule.",
+				"(allowed, denied, warned, dryrun, would_deny, rewritten, unchanged, skipped, error, rewrite_rejected) and rule.",
 		}, []string{"webhook", "kind", "operation", "decision", "rule"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portreeve_admission_review_duration_seconds",

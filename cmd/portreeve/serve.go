@@ -64,6 +64,8 @@ type serveOptions struct {
 	// says what requests that need the inventory get before it synced.
 	NodePortRange     string
 	InventoryNotReady string
+	// Enforcement is enforce or observe (review.Enforcement).
+	Enforcement string
 	authoringOptions
 	zap zap.Options
 }
@@ -83,6 +85,7 @@ func newServeOptions() *serveOptions {
 		CertCheckInterval:  time.Minute,
 		NodePortRange:      "30000-32767",
 		InventoryNotReady:  inventory.NotReadyDeny,
+		Enforcement:        string(review.Enforce),
 		authoringOptions:   defaultAuthoringOptions(),
 	}
 }
@@ -113,6 +116,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CPUProfile, "cpu-profile", "", "write a CPU profile (go tool pprof) of the whole run to this file when serve stops")
 	fs.StringVar(&o.NodePortRange, "node-port-range", o.NodePortRange, "the cluster's Service NodePort range (kube-apiserver --service-node-port-range): hostPorts inside it collide with NodePorts")
 	fs.StringVar(&o.InventoryNotReady, "inventory-not-ready", o.InventoryNotReady, "what requests that need the inventory of ports and hosts get before it has synced: deny (with a message saying so) or allow (judged without conflicts)")
+	fs.StringVar(&o.Enforcement, "enforcement", o.Enforcement, "enforce: act on findings by each rule's mode; observe: evaluate and record every rule (metrics, logs, a warning per finding) but deny and rewrite nothing, to adopt Portreeve on a running cluster")
 	o.authoringOptions.addFlags(fs)
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
 	o.zap.BindFlags(logFlags)
@@ -146,6 +150,9 @@ func (o *serveOptions) validate() error {
 	}
 	if o.InventoryNotReady != inventory.NotReadyDeny && o.InventoryNotReady != inventory.NotReadyAllow {
 		errs = append(errs, fmt.Errorf("--inventory-not-ready must be deny or allow, got %q", o.InventoryNotReady))
+	}
+	if _, err := review.ParseEnforcement(o.Enforcement); err != nil {
+		errs = append(errs, fmt.Errorf("--enforcement: %w", err))
 	}
 	errs = append(errs, o.authoringOptions.validate()...)
 	return errors.Join(errs...)
@@ -215,6 +222,8 @@ func serve(ctx context.Context, o *serveOptions) error {
 		return &exitError{code: 2, err: err}
 	}
 	reviewer := review.NewReviewer(engine)
+	enforcement, _ := review.ParseEnforcement(o.Enforcement) // validated
+	reviewer.SetEnforcement(enforcement)
 
 	restCfg, err := restConfig(o.Kubeconfig)
 	if err != nil {
@@ -303,7 +312,7 @@ func serve(ctx context.Context, o *serveOptions) error {
 	if err := setupAudit(mgr, o, reviewer, inv, namespaces); err != nil {
 		return err
 	}
-	log.Info("starting", "version", version, "rules", len(engine.Rules()), "exemptNamespaces", strings.Join(exempt, ","))
+	log.Info("starting", "version", version, "enforcement", enforcement, "rules", len(engine.Rules()), "exemptNamespaces", strings.Join(exempt, ","))
 	return mgr.Start(ctx)
 }
 

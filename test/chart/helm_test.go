@@ -17,6 +17,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -28,6 +29,8 @@ const (
 	releaseNamespace = "portreeve-system"
 	// defaultKubeVersion is the cluster version the renders assume unless a case says otherwise.
 	defaultKubeVersion = "v1.37.2"
+	// noKubeVersion renders without --kube-version, as Argo CD and Flux do.
+	noKubeVersion = "none"
 )
 
 var (
@@ -105,10 +108,14 @@ func runHelm(t *testing.T, args ...string) (stdout, stderr string, err error) {
 
 // templateArgs builds `helm template` arguments for the chart.
 func templateArgs(kubeVersion string, extra ...string) []string {
-	if kubeVersion == "" {
-		kubeVersion = defaultKubeVersion
+	args := []string{"template", releaseName, chartDir, "--namespace", releaseNamespace}
+	switch kubeVersion {
+	case noKubeVersion: // as GitOps tools render: helm's built-in default version
+	case "":
+		args = append(args, "--kube-version", defaultKubeVersion)
+	default:
+		args = append(args, "--kube-version", kubeVersion)
 	}
-	args := []string{"template", releaseName, chartDir, "--namespace", releaseNamespace, "--kube-version", kubeVersion}
 	return append(args, extra...)
 }
 
@@ -153,6 +160,8 @@ func newTyped(kind string) any {
 		return &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	case "MutatingWebhookConfiguration":
 		return &admissionregistrationv1.MutatingWebhookConfiguration{}
+	case "Job":
+		return &batchv1.Job{}
 	}
 	return nil
 }

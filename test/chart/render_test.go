@@ -334,6 +334,7 @@ func serveArgs(fullname, mode string, durations bool, extra ...string) []string 
 		"--service-name=" + fullname,
 		"--webhook-config-name=" + fullname,
 		"--namespace=$(POD_NAMESPACE)",
+		"--enforcement=observe",
 	}
 	if durations {
 		args = append(args, "--ca-duration=43800h", "--cert-duration=8760h", "--renew-before=720h")
@@ -343,7 +344,7 @@ func serveArgs(fullname, mode string, durations bool, extra ...string) []string 
 
 func kindSet(extra map[string]int, drop ...string) map[string]int {
 	k := map[string]int{
-		"Deployment": 1, "Service": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1, "ConfigMap": 1, "Secret": 1,
+		"Deployment": 1, "Service": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1, "ConfigMap": 2, "Secret": 1, "Job": 1,
 		"ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
 		"ValidatingWebhookConfiguration": 1, "MutatingWebhookConfiguration": 1,
 	}
@@ -357,7 +358,8 @@ func kindSet(extra map[string]int, drop ...string) map[string]int {
 }
 
 func defaultExpect(fullname string) webhookExpect {
-	return webhookExpect{fullname: fullname, failurePolicy: admissionregistrationv1.Fail, timeout: 5, matchConditions: true}
+	// The default installation observes, and so fails open.
+	return webhookExpect{fullname: fullname, failurePolicy: admissionregistrationv1.Ignore, timeout: 5, matchConditions: true}
 }
 
 func TestRender(t *testing.T) {
@@ -586,32 +588,61 @@ func TestRender(t *testing.T) {
 			},
 		},
 		{
-			name:        "kubernetes 1.27 gets no matchConditions",
-			kubeVersion: "v1.27.9",
-			kinds:       kindSet(nil),
-			ignoreLabel: "portreeve.io/ignore",
-			check: func(t *testing.T, r *rendered) {
-				v, m, _, _ := hooks(r)
-				e := defaultExpect("portreeve")
-				e.matchConditions = false
-				checkHooks(t, "validating", v, false, e)
-				checkHooks(t, "mutating", m, true, e)
-			},
-		},
-		{
-			name:        "kubernetes 1.28 gets matchConditions",
-			kubeVersion: "v1.28.0",
+			name:        "without --kube-version (GitOps) matchConditions are rendered",
+			kubeVersion: noKubeVersion,
 			kinds:       kindSet(nil),
 			ignoreLabel: "portreeve.io/ignore",
 			check: func(t *testing.T, r *rendered) {
 				v, m, _, _ := hooks(r)
 				checkHooks(t, "validating", v, false, defaultExpect("portreeve"))
 				checkHooks(t, "mutating", m, true, defaultExpect("portreeve"))
+				// The same webhook configurations as for a real cluster's version.
+				webhooks := []string{"--show-only", "templates/validatingwebhookconfiguration.yaml", "--show-only", "templates/mutatingwebhookconfiguration.yaml"}
+				if a, b := render(t, noKubeVersion, webhooks...), render(t, "", webhooks...); a.Raw != b.Raw {
+					t.Errorf("webhook configurations differ without --kube-version:\n%s\nwith:\n%s", a.Raw, b.Raw)
+				}
 			},
 		},
 		{
+			name:        "enforce fails closed",
+			args:        []string{"--set", "enforcement=enforce"},
+			kinds:       kindSet(nil),
+			ignoreLabel: "portreeve.io/ignore",
+			check: func(t *testing.T, r *rendered) {
+				v, m, _, _ := hooks(r)
+				e := defaultExpect("portreeve")
+				e.failurePolicy = admissionregistrationv1.Fail
+				checkHooks(t, "validating", v, false, e)
+				checkHooks(t, "mutating", m, true, e)
+				args := one[appsv1.Deployment](t, r, "Deployment").Spec.Template.Spec.Containers[0].Args
+				if !slices.Contains(args, "--enforcement=enforce") || slices.Contains(args, "--enforcement=observe") {
+					t.Errorf("args %q", args)
+				}
+			},
+		},
+		{
+			name:        "an explicit failurePolicy wins over enforcement",
+			args:        []string{"--set", "enforcement=enforce", "--set", "webhook.mutating.failurePolicy=Ignore"},
+			kinds:       kindSet(nil),
+			ignoreLabel: "portreeve.io/ignore",
+			check: func(t *testing.T, r *rendered) {
+				v, m, _, _ := hooks(r)
+				e := defaultExpect("portreeve")
+				e.failurePolicy = admissionregistrationv1.Fail
+				checkHooks(t, "validating", v, false, e)
+				e.failurePolicy = admissionregistrationv1.Ignore
+				checkHooks(t, "mutating", m, true, e)
+			},
+		},
+		{
+			name:        "no configuration check",
+			args:        []string{"--set", "configCheck.enabled=false"},
+			kinds:       kindSet(map[string]int{"ConfigMap": 1}, "Job"),
+			ignoreLabel: "portreeve.io/ignore",
+		},
+		{
 			name: "options",
-			args: []string{"--set", "priorityClassName=system-cluster-critical", "--set", "extraArgs={--log-level=debug,--enable-http2=false}",
+			args: []string{"--set", "priorityClassName=system-cluster-critical", "--set", "extraArgs={--zap-log-level=debug,--enable-http2=false}",
 				"--set", "rolloutOnConfigChange=true", "--set", "metrics.service.enabled=true", "--set", "image.tag=dev",
 				"--set", "image.pullPolicy=Always", "--set", "replicas=3", "--set", "podDisruptionBudget.minAvailable=2",
 				"--set", "webhook.mutating.enabled=false"},
@@ -624,7 +655,7 @@ func TestRender(t *testing.T) {
 					t.Errorf("priorityClassName %q replicas %d", ps.PriorityClassName, *d.Spec.Replicas)
 				}
 				c := ps.Containers[0]
-				if want := serveArgs("portreeve", "self-signed", true, "--log-level=debug", "--enable-http2=false"); !reflect.DeepEqual(c.Args, want) {
+				if want := serveArgs("portreeve", "self-signed", true, "--zap-log-level=debug", "--enable-http2=false"); !reflect.DeepEqual(c.Args, want) {
 					t.Errorf("args\n got %q\nwant %q", c.Args, want)
 				}
 				if c.Image != "portreeve/portreeve:dev" || c.ImagePullPolicy != corev1.PullAlways {

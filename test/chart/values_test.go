@@ -75,9 +75,19 @@ func chartValues(t *testing.T) map[string]any {
 
 func renderedConfig(t *testing.T, r *rendered) map[string]any {
 	t.Helper()
-	cm := one[corev1.ConfigMap](t, r, "ConfigMap")
-	if cm.Name != "portreeve-config" || len(cm.Data) != 1 {
+	o, ok := r.find("ConfigMap", "portreeve-config")
+	if !ok {
+		t.Fatal("no ConfigMap portreeve-config")
+	}
+	cm := o.Typed.(*corev1.ConfigMap)
+	if len(cm.Data) != 1 {
 		t.Fatalf("ConfigMap %s with keys %v", cm.Name, slices.Collect(maps.Keys(cm.Data)))
+	}
+	// The configuration check validates exactly what the release installs.
+	if o, ok := r.find("ConfigMap", "portreeve-config-check"); ok {
+		if check := o.Typed.(*corev1.ConfigMap).Data["config.yaml"]; check != cm.Data["config.yaml"] {
+			t.Errorf("the configuration check validates\n%s\nbut the release installs\n%s", check, cm.Data["config.yaml"])
+		}
 	}
 	var got map[string]any
 	if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &got); err != nil {

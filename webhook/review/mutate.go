@@ -84,8 +84,12 @@ func mutatingStageViolations(ctx context.Context, e *policies.Engine, in *polici
 // Mutate asks the rules in rewrite mode for their rewrites, applies them to a
 // copy, records them in the annotation and checks that the result passes those
 // rules. It returns an empty Mutation when nothing is to be rewritten.
+//
+// An observing reviewer rewrites nothing and refuses nothing: it returns an
+// empty Mutation at once, and the validating review records what the rules
+// would have done.
 func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
-	if Skip(req) != "" {
+	if Skip(req) != "" || r.observe {
 		return &Mutation{}, nil
 	}
 	in, err := Input(req)

@@ -51,6 +51,8 @@ type Reviewer struct {
 	// their record, so that of two concurrent requests for one port the
 	// second sees the first's claim.
 	claims sync.Mutex
+	// observe: the installation observes (Observe), findings never deny.
+	observe bool
 }
 
 // FactsSource computes the facts of a request from an inventory of the
@@ -251,6 +253,9 @@ func (r *Reviewer) Validate(ctx context.Context, req *Request) (*policies.Decisi
 	d, err := engine.Evaluate(ctx, in)
 	if err != nil {
 		return nil, err
+	}
+	if r.observe {
+		d.Observe()
 	}
 	if record {
 		if d.Allowed() {

@@ -90,18 +90,35 @@ The policy configuration file (config.yaml). Rendered in one place so that the C
 optional checksum annotation always agree.
 */}}
 {{- define "portreeve.configFile" -}}
+{{- if .Values.configFile }}
+{{- $file := fromYaml .Values.configFile }}
+{{- if hasKey $file "Error" }}{{ fail (printf "configFile is not YAML: %s" (get $file "Error")) }}{{ end }}
+{{- $rules := merge (dict) ($file.rules | default dict) (.Values.customRules | default dict) }}
+{{- if $rules }}{{ $_ := set $file "rules" $rules }}{{ end }}
+{{ toYaml $file }}
+{{- else }}
 apiVersion: portreeve.io/v1alpha1
 kind: PolicyConfig
 {{- $rules := merge (dict) (.Values.config.rules | default dict) (.Values.customRules | default dict) }}
 {{ toYaml (dict "rules" $rules "grants" (.Values.config.grants | default list) "exemptions" (.Values.config.exemptions | default list)) }}
 {{- end }}
+{{- end }}
 
 {{/*
-Whether matchConditions can be rendered: they are beta and on by default from Kubernetes 1.28, and the
-CEL optional syntax (`.?field.orValue(x)`) used below is available from the 1.28 environment.
+Whether matchConditions are rendered: always unless turned off. They are GA since Kubernetes 1.30, the
+chart's minimum, and are never made to depend on .Capabilities: `helm template` without --kube-version
+(Argo CD, Flux) must render what `helm install` renders.
 */}}
 {{- define "portreeve.matchConditionsEnabled" -}}
-{{- if and .Values.webhook.matchConditions.enabled (semverCompare ">=1.28.0-0" .Capabilities.KubeVersion.Version) }}true{{ end }}
+{{- if .Values.webhook.matchConditions.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+failurePolicy of a webhook: the explicit value, else Ignore while observing and Fail when enforcing.
+Call with (dict "root" $ "value" .Values.webhook.validating.failurePolicy).
+*/}}
+{{- define "portreeve.failurePolicy" -}}
+{{- if .value }}{{ .value }}{{ else if eq .root.Values.enforcement "enforce" }}Fail{{ else }}Ignore{{ end }}
 {{- end }}
 
 {{/*
