@@ -70,9 +70,10 @@ func startHostProcessForTest(t *testing.T, name, bin string, args ...string) *ho
 // replaced: loopback ports and the kubeconfig.
 type hostServe struct {
 	*hostProcess
-	r         *release
-	addr      string // 127.0.0.1:<webhook port>
-	healthURL string
+	r          *release
+	addr       string // 127.0.0.1:<webhook port>
+	healthURL  string
+	metricsURL string
 	// mounts maps each container mountPath to its folder on the host.
 	mounts  map[string]string
 	volumes []corev1.Volume
@@ -119,6 +120,7 @@ func (r *release) startServe(ctx context.Context, dir, kubeconfig string, extra 
 	}
 	ports := []int{freeLoopbackPort(), freeLoopbackPort()}
 	s.healthURL = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	s.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])
 	args = append(args,
 		"--kubeconfig="+kubeconfig,
 		"--webhook-host=127.0.0.1",

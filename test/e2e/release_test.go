@@ -99,7 +99,10 @@ func installChart(t *testing.T, before func(*controlplane.ControlPlane), extra .
 		t.Fatal(err)
 	}
 	r := &release{cp: cp, cs: cs, port: port}
-	r.values = append([]string{"-f", valuesFile, "--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d", port)}, extra...)
+	// These tests show an enforcing installation (the chart observes by default). There is no
+	// kubelet here to run the configuration check's hook Job: TestAdoption runs it in its stead.
+	r.values = append([]string{"-f", valuesFile, "--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d", port),
+		"--set", "enforcement=enforce", "--set", "configCheck.enabled=false"}, extra...)
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

@@ -258,7 +258,9 @@ func RenderWebhooks(ctx context.Context, cp *controlplane.ControlPlane, values .
 		// Render for the apiserver under test: matchConditions need 1.28 or later.
 		"--kube-version", "1.37.2",
 		"--show-only", "templates/validatingwebhookconfiguration.yaml",
-		"--show-only", "templates/mutatingwebhookconfiguration.yaml"}, values...)
+		"--show-only", "templates/mutatingwebhookconfiguration.yaml",
+		// The portreeve serve under test enforces (its default): fail closed, as an enforcing chart does.
+		"--set", "enforcement=enforce"}, values...)
 	out, stderr, err := cp.Helm(ctx, args...)
 	if err != nil {
 		return "", fmt.Errorf("helm template: %v: %s", err, stderr)

@@ -187,7 +187,9 @@ func installArgs(cmd ...string) []string {
 		"--wait", "--timeout", "4m",
 		"--set", "image.repository="+cluster.imageRepo,
 		"--set", "image.tag="+cluster.imageTag,
-		"--set", "image.pullPolicy=Never")
+		"--set", "image.pullPolicy=Never",
+		// These tests show what an enforcing installation does; observing is the chart's default.
+		"--set", "enforcement=enforce")
 }
 
 // uninstall removes the release and waits until its pods are gone.

@@ -3,6 +3,7 @@ package incluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -83,4 +84,74 @@ func TestUpgradeAndUninstall(t *testing.T) {
 	if r := kubectlIn(t, hostNetwork, "create", "--dry-run=server", "-n", "default", "-f", "-"); r.err != nil || strings.Contains(r.stderr, "host-network") {
 		t.Fatalf("after uninstall a hostNetwork pod is still judged:\n%s", r)
 	}
+}
+
+// TestBrokenConfigRefusedBeforeItLands: `helm upgrade` with a configuration
+// that would not load fails in the chart's configuration check (a hook Job
+// running the image's `portreeve config validate` on this node), its output
+// names every key at fault, and nothing of the running installation changed:
+// the same pods, the same Deployment, the same configuration, still deciding.
+func TestBrokenConfigRefusedBeforeItLands(t *testing.T) {
+	requireCluster(t)
+	install(t)
+	waitWebhook(t, "default")
+	ctx := context.Background()
+	before, err := cluster.cs.AppsV1().Deployments(namespace).Get(ctx, release, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podsBefore := podUIDs(t)
+	cmBefore, err := cluster.cs.CoreV1().ConfigMaps(namespace).Get(ctx, release+"-config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Both pass the chart's values schema (their shape is right); only Portreeve can tell that they are wrong.
+	broken := `[{"name":"team-a","namespaces":["team-a"],"hostPorts":["80-70"]},{"name":"team-b","namespaces":["team-b"],"nodePorts":["32000-31000"]}]`
+	start := time.Now()
+	r := helm(t, append(installArgs("upgrade"), "--set-json", "config.grants="+broken)...)
+	t.Logf("timing: the refused helm upgrade returned after %.1fs", time.Since(start).Seconds())
+	if r.err == nil {
+		t.Fatalf("helm upgrade with a broken configuration succeeded:\n%s", r)
+	}
+	for _, want := range []string{"pre-upgrade hooks failed", `grants[0].hostPorts[0]`, `"80-70"`, `grants[1].nodePorts[0]`} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("helm's output lacks %q:\n%s", want, r)
+		}
+	}
+	after, err := cluster.cs.AppsV1().Deployments(namespace).Get(ctx, release, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Generation != before.Generation {
+		t.Errorf("the Deployment changed: generation %d -> %d", before.Generation, after.Generation)
+	}
+	if got := podUIDs(t); !maps.Equal(got, podsBefore) {
+		t.Errorf("Portreeve's pods changed: %v -> %v", podsBefore, got)
+	}
+	cmAfter, err := cluster.cs.CoreV1().ConfigMaps(namespace).Get(ctx, release+"-config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(cmAfter.Data, cmBefore.Data) {
+		t.Errorf("the configuration changed:\n%s", cmAfter.Data["config.yaml"])
+	}
+	hostPort := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hp"},"spec":{"containers":[{"name":"c","image":"x","ports":[{"containerPort":80,"hostPort":8086}]}]}}`
+	if r := kubectlIn(t, hostPort, "create", "--dry-run=server", "-n", "default", "-f", "-"); r.err == nil || !strings.Contains(r.stderr, "host-ports: ") {
+		t.Fatalf("after the refused upgrade a hostPort pod is not denied:\n%s", r)
+	}
+}
+
+// podUIDs returns the UIDs of Portreeve's running pods by name.
+func podUIDs(t *testing.T) map[string]string {
+	t.Helper()
+	pods, err := cluster.cs.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=portreeve,app.kubernetes.io/component!=config-check"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range pods.Items {
+		out[p.Name] = string(p.UID)
+	}
+	return out
 }
