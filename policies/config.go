@@ -4,7 +4,6 @@ import (
 	"bytes"
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"path"
@@ -137,16 +136,35 @@ func DefaultConfig() *Config {
 	return c
 }
 
-// ParseConfig decodes and validates a configuration. Unknown keys and bad
-// values are errors naming the key. knownRules adds rule ids beyond the
-// built-in ones (custom rules).
+// ParseConfig decodes and validates a configuration. It reports every
+// problem at once, each naming its key path (*ConfigError, joined one per
+// line, sorted by path): unknown keys, values of the wrong type, then the
+// checks of Validate on whatever could be read. knownRules adds rule ids
+// beyond the built-in ones (custom rules).
 func ParseConfig(data []byte, knownRules []string) (*Config, error) {
-	var c Config
-	if err := strictUnmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("policy config: %w", err)
+	tree, problems, ok := readTree(data)
+	if !ok {
+		return nil, joinConfigErrors(problems)
 	}
-	if err := c.Validate(knownRules); err != nil {
-		return nil, err
+	var tc typeChecker
+	clean := tc.check("", tree, configType)
+	problems = append(problems, tc.problems...)
+	// What passed the check decodes: every key is known, every value fits.
+	var c Config
+	b, err := json.Marshal(clean)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil {
+		return nil, joinConfigErrors(append(problems, &ConfigError{Message: err.Error()}))
+	}
+	for _, p := range c.validate(knownRules) {
+		if !tc.covers(p.Path) { // a value already rejected is not judged again
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, joinConfigErrors(problems)
 	}
 	return &c, nil
 }
@@ -155,11 +173,16 @@ func strictUnmarshal(data []byte, v any) error {
 	return yaml.UnmarshalStrict(data, v)
 }
 
-// Validate checks every value and returns all problems at once.
+// Validate checks every value and returns all problems at once (each a
+// *ConfigError, joined one per line, sorted by key path).
 func (c *Config) Validate(knownRules []string) error {
-	var errs []error
+	return joinConfigErrors(c.validate(knownRules))
+}
+
+func (c *Config) validate(knownRules []string) []*ConfigError {
+	var problems []*ConfigError
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("policy config: %s: %s", key, fmt.Sprintf(format, args...)))
+		problems = append(problems, &ConfigError{Path: key, Message: fmt.Sprintf(format, args...)})
 	}
 	if c.APIVersion != "portreeve.io/v1alpha1" {
 		bad("apiVersion", "must be portreeve.io/v1alpha1, got %q", c.APIVersion)
@@ -167,13 +190,18 @@ func (c *Config) Validate(knownRules []string) error {
 	if c.Kind != "PolicyConfig" {
 		bad("kind", "must be PolicyConfig, got %q", c.Kind)
 	}
-	known := append(RuleIDs(), knownRules...)
+	known := RuleIDs()
+	for _, id := range knownRules {
+		if !slices.Contains(known, id) {
+			known = append(known, id)
+		}
+	}
 	for _, id := range sortedKeys(c.Rules) {
 		if !slices.Contains(known, id) {
-			bad("rules."+id, "unknown rule (known: %s)", strings.Join(known, ", "))
+			bad(keyPath("rules", id), "unknown rule%s (known: %s)", didYouMean(id, known), strings.Join(known, ", "))
 		}
 		if !slices.Contains(modes, c.Rules[id].Mode) {
-			bad("rules."+id+".mode", "must be one of deny, warn, dryrun, rewrite, off; got %q", c.Rules[id].Mode)
+			bad(keyPath("rules", id)+".mode", "must be one of deny, warn, dryrun, rewrite, off; got %q", c.Rules[id].Mode)
 		}
 	}
 	names := map[string]bool{}
@@ -223,11 +251,11 @@ func (c *Config) Validate(knownRules []string) error {
 		}
 		for j, id := range e.Rules {
 			if !slices.Contains(known, id) {
-				bad(fmt.Sprintf("%s.rules[%d]", key, j), "unknown rule %q", id)
+				bad(fmt.Sprintf("%s.rules[%d]", key, j), "unknown rule %q%s", id, didYouMean(id, known))
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return problems
 }
 
 func validateSubjects(key string, s Subjects, bad func(key, format string, args ...any)) {

@@ -1,6 +1,9 @@
 package policies
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -10,8 +13,8 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 	tests := []struct {
 		name, config, want string
 	}{
-		{"unknown top-level key", head + "rule: {}\n", `unknown field "rule"`},
-		{"unknown grant key", head + "grants: [{name: a, namespaces: [a], hostPort: [\"80\"]}]\n", `unknown field "hostPort"`},
+		{"unknown top-level key", head + "rule: {}\n", "policy config: rule: unknown field, did you mean rules? (known: apiVersion, kind, rules, grants, exemptions)"},
+		{"unknown grant key", head + "grants: [{name: a, namespaces: [a], hostPort: [\"80\"]}]\n", "grants[0].hostPort: unknown field, did you mean hostPorts? (known: name, namespaces, serviceAccounts, users"},
 		{"wrong apiVersion", "apiVersion: v1\nkind: PolicyConfig\n", "apiVersion: must be"},
 		{"unknown rule", head + "rules: {host-netwrok: {mode: deny}}\n", "rules.host-netwrok: unknown rule"},
 		{"bad mode", head + "rules: {host-network: {mode: block}}\n", "rules.host-network.mode: must be one of"},
@@ -26,7 +29,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"duplicate grant", head + "grants: [{name: a, namespaces: [a]}, {name: a, namespaces: [b]}]\n", "grants[1].name: duplicate"},
 		{"bad domain", head + "grants: [{name: a, namespaces: [a], ingressDomains: [\"a.*.com\"]}]\n", "grants[0].ingressDomains[0]"},
 		{"exemption without reason", head + "exemptions: [{name: e, users: [bob]}]\n", "exemptions[0].reason: is required"},
-		{"bad loadBalancer", head + "grants: [{name: a, namespaces: [a], loadBalancer: {class: [x]}}]\n", `unknown field "class"`},
+		{"bad loadBalancer", head + "grants: [{name: a, namespaces: [a], loadBalancer: {class: [x]}}]\n", "grants[0].loadBalancer.class: unknown field, did you mean classes? (known: classes, sourceRangesRequired)"},
 		{"not YAML", "{", "policy config"},
 		{"mode on", head + "rules: {host-network: {mode: on}}\n", "must be one of"},
 	}
@@ -102,10 +105,18 @@ func TestParsePortRange(t *testing.T) {
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(defaultConfigYAML))
 	f.Add([]byte("apiVersion: portreeve.io/v1alpha1\nkind: PolicyConfig\ngrants: [{name: a, namespaces: ['['], hostPorts: ['1-']}]"))
+	f.Add([]byte(everyKindOfProblem))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseConfig(b, nil)
 		if err == nil {
 			_ = c.Data(RuleIDs())
+			return
+		}
+		// One problem per line, each in the documented form.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if !strings.HasPrefix(line, "policy config: ") {
+				t.Fatalf("line %q of\n%v", line, err)
+			}
 		}
 	})
 }
@@ -120,5 +131,134 @@ func TestModeOffUnquoted(t *testing.T) {
 		if m := cfg.Mode("host-ports"); m != ModeOff {
 			t.Errorf("%s: mode %q, want off", doc, m)
 		}
+	}
+}
+
+// everyKindOfProblem has an unknown key, values of the wrong type and values
+// that Validate refuses, at several levels (docs/configuration.md shows it).
+const everyKindOfProblem = `apiVersion: portreeve.io/v1alpha1
+kind: PolicyConfig
+rules:
+  host-netwrok: {mode: deny}
+  load-balancer: rewrite
+  node-ports: {mode: on}
+grants:
+  - name: team-a
+    namespace: [team-a]
+    hostPorts: ["8000-8999"]
+  - name: team-b
+    namespaces: [team-b, no]
+    hostPorts: "8080"
+    nodePorts: ["30100-30199", "80-70"]
+    loadBalancer: {classes: internal}
+exemptions:
+  - name: incident-42
+    users: [alice]
+`
+
+func TestParseConfigReportsEverythingAtOnce(t *testing.T) {
+	_, err := ParseConfig([]byte(everyKindOfProblem), nil)
+	want := `policy config: exemptions[0].reason: is required: say why the exemption exists
+policy config: grants[0]: names no subject: set namespaces, serviceAccounts, users or groups
+policy config: grants[0].namespace: unknown field, did you mean namespaces? (known: name, namespaces, serviceAccounts, users, groups, hostNetwork, hostPorts, nodePorts, loadBalancer, externalIPs, ingressDomains, ingressClasses, expires, reason)
+policy config: grants[1].hostPorts: must be a list of strings, got the string "8080"
+policy config: grants[1].loadBalancer.classes: must be a list of strings, got the string "internal"
+policy config: grants[1].namespaces[1]: must be a string, got the boolean false (YAML reads unquoted yes, no, on, off, y and n as booleans: quote the value)
+policy config: grants[1].nodePorts[1]: "80-70": ports must lie in 1-65535 with the lower bound first
+policy config: rules.host-netwrok: unknown rule, did you mean host-network? (known: ` + strings.Join(RuleIDs(), ", ") + `)
+policy config: rules.load-balancer: must be an object such as {mode: deny}, got the string "rewrite"
+policy config: rules.node-ports.mode: must be one of deny, warn, dryrun, rewrite, off; got the boolean true`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Path != "exemptions[0].reason" {
+		t.Fatalf("the problems are not *ConfigError: %#v", err)
+	}
+}
+
+func TestParseConfigTypes(t *testing.T) {
+	const head = "apiVersion: portreeve.io/v1alpha1\nkind: PolicyConfig\n"
+	tests := []struct {
+		name, config string
+		want         string // "" when the configuration is valid
+	}{
+		{"ports as numbers", "grants: [{name: a, namespaces: [a], hostPorts: [80, 443], nodePorts: [30100]}]", ""},
+		{"numbers in subjects", "grants: [{name: a, users: [1000]}]", ""},
+		{"null values", "rules:\ngrants: [{name: a, namespaces: [a], hostPorts: , loadBalancer: }]", ""},
+		{"loadBalancer false", "grants: [{name: a, namespaces: [a], loadBalancer: false}]", ""},
+		{"loadBalancer a list", "grants: [{name: a, namespaces: [a], loadBalancer: [x]}]",
+			"policy config: grants[0].loadBalancer: must be true, false or an object with classes and sourceRangesRequired, got a list"},
+		{"hostNetwork a string", "grants: [{name: a, namespaces: [a], hostNetwork: \"true\"}]",
+			`policy config: grants[0].hostNetwork: must be true or false, got the string "true"`},
+		{"grant not an object", "grants: [a]",
+			`policy config: grants[0]: must be an object, got the string "a"`},
+		{"grants an object", "grants: {name: a}",
+			"policy config: grants: must be a list of objects, got an object"},
+		{"rules a list", "rules: [host-network]",
+			"policy config: rules: must be an object, got a list"},
+		{"mode a number", "rules: {host-ports: {mode: 1}}",
+			"policy config: rules.host-ports.mode: must be one of deny, warn, dryrun, rewrite, off; got the number 1"},
+		{"wrong case", "grants: [{name: a, Namespaces: [a]}]",
+			"policy config: grants[0]: names no subject: set namespaces, serviceAccounts, users or groups\n" +
+				"policy config: grants[0].Namespaces: unknown field, did you mean namespaces? (known: name, namespaces, serviceAccounts, users, groups, hostNetwork, hostPorts, nodePorts, loadBalancer, externalIPs, ingressDomains, ingressClasses, expires, reason)"},
+		{"odd key", "grants: [{name: a, namespaces: [a], \"host ports\": [\"80\"]}]",
+			`policy config: grants[0]["host ports"]: unknown field, did you mean hostPorts? (known: name, namespaces, serviceAccounts, users, groups, hostNetwork, hostPorts, nodePorts, loadBalancer, externalIPs, ingressDomains, ingressClasses, expires, reason)`},
+		{"a wrong name is not also missing", "grants: [{name: [a], namespaces: [a]}]",
+			"policy config: grants[0].name: must be a string, got a list"},
+		{"duplicate keys", "grants: [{name: a, namespaces: [a], name: b}]\nkind: PolicyConfig\n",
+			"policy config: yaml: line 3: key \"name\" already set in map\npolicy config: yaml: line 4: key \"kind\" already set in map"},
+		{"indices in numeric order", "grants: [" + strings.Repeat("{name: a, namespaces: [a]}, ", 10) + "{name: b, namespaces: [a], hostPorts: [x]}]",
+			dupes(1, 10) + "\npolicy config: grants[10].hostPorts[0]: \"x\": not a port or port range such as 80 or 8000-8100"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(head+tc.config+"\n"), nil)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || err.Error() != tc.want) {
+				t.Fatalf("got\n%v\nwant\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+func dupes(from, to int) string {
+	var lines []string
+	for i := from; i < to; i++ {
+		lines = append(lines, fmt.Sprintf("policy config: grants[%d].name: duplicate grant name \"a\"", i))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Documents that are not a PolicyConfig at all are errors, never panics.
+func TestParseConfigOddDocuments(t *testing.T) {
+	tests := []struct{ name, doc, want string }{
+		{"empty", "", "policy config: apiVersion: must be portreeve.io/v1alpha1"},
+		{"null", "null", "policy config: apiVersion: must be portreeve.io/v1alpha1"},
+		{"a list", "[1, 2]", "policy config: must be an object (a PolicyConfig document), got a list"},
+		{"a scalar", "hello", `policy config: must be an object (a PolicyConfig document), got the string "hello"`},
+		{"not YAML", "{", "policy config: yaml: line 1: did not find expected node content"},
+		{"deep nesting", "grants: " + strings.Repeat("[", 100000), "policy config: yaml: exceeded max depth"},
+		{"alias bomb", "a: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n", "policy config: yaml: document contains excessive aliasing"},
+		{"infinity", "kind: .inf", "policy config: json: unsupported value: +Inf"},
+		{"huge number", "kind: 1" + strings.Repeat("0", 400), "policy config: apiVersion"},
+		{"non-UTF-8", "kind: \xff\n", "policy config: yaml: invalid leading UTF-8 octet"},
+		{"a line break in a key", "\"a\\nb\": 1\n", `policy config: ["a\nb"]: unknown field`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.doc), nil)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %.300v, want it to start with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestComparePaths(t *testing.T) {
+	paths := []string{"rules.a.mode", "grants[10]", "rules.a-b", "", "grants[2].name", "grants[2]", "apiVersion", `rules["a b"]`, "rules.a", "grants[2].hostPorts[0]"}
+	slices.SortStableFunc(paths, comparePaths)
+	want := []string{"", "apiVersion", "grants[2]", "grants[2].hostPorts[0]", "grants[2].name", "grants[10]", `rules["a b"]`, "rules.a", "rules.a.mode", "rules.a-b"}
+	if !slices.Equal(paths, want) {
+		t.Fatalf("sorted %q, want %q", paths, want)
 	}
 }

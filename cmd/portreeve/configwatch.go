@@ -23,9 +23,12 @@ import (
 // configWatcher reloads the policy configuration file and the custom modules
 // of --policy-dir when they change. A configuration or a module set that does
 // not parse, validate or compile never replaces the last good one: the error
-// is logged (with file, line and reason), counted, and shown on
-// /readyz/config or /readyz/policies, while the last good engine keeps
-// serving. The aggregate /readyz stays ready meanwhile: Portreeve serves.
+// is logged (with every key path, or file, line and reason), counted, shown
+// by portreeve_config_last_reload_successful or
+// portreeve_policy_last_reload_successful and on /readyz/config or
+// /readyz/policies, while the last good engine keeps serving. The aggregate
+// /readyz stays ready meanwhile: Portreeve serves. (At start-up there is no
+// last good set: serve refuses to start, see loadPolicySet.)
 type configWatcher struct {
 	opts     *serveOptions
 	reviewer *review.Reviewer
@@ -33,6 +36,7 @@ type configWatcher struct {
 
 	configReloads *prometheus.CounterVec
 	policyReloads *prometheus.CounterVec
+	configOK      prometheus.Gauge
 	policyOK      prometheus.Gauge
 	customModules prometheus.Gauge
 
@@ -65,6 +69,10 @@ func newConfigWatcher(o *serveOptions, good *policySet, r *review.Reviewer, onEr
 			Name: "portreeve_policy_reloads_total",
 			Help: "Reloads of the custom Rego modules of --policy-dir by result (success, failure).",
 		}, []string{"result"}),
+		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portreeve_config_last_reload_successful",
+			Help: "1 when the last load of the policy configuration file succeeded, 0 when it failed (the last good configuration serves).",
+		}),
 		policyOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portreeve_policy_last_reload_successful",
 			Help: "1 when the custom modules on disk are the ones served, 0 while they are rejected (the last good set serves).",
@@ -74,9 +82,10 @@ func newConfigWatcher(o *serveOptions, good *policySet, r *review.Reviewer, onEr
 			Help: "Number of custom Rego modules in the set being served.",
 		}),
 	}
+	w.configOK.Set(1)
 	w.policyOK.Set(1)
 	w.customModules.Set(float64(len(good.modules)))
-	for _, c := range []prometheus.Collector{w.configReloads, w.policyReloads, w.policyOK, w.customModules} {
+	for _, c := range []prometheus.Collector{w.configReloads, w.policyReloads, w.configOK, w.policyOK, w.customModules} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -116,8 +125,8 @@ func (w *configWatcher) check(ctx context.Context) {
 	defer w.mu.Unlock()
 	configChanged := readConfigErr == nil && !bytes.Equal(config, w.lastConfig)
 	modulesChanged := readModulesErr == nil && !maps.Equal(modules, w.lastModules)
-	w.reportReadError(log, "config", readConfigErr, &w.configReadErr, w.configReloads)
-	w.reportReadError(log, "policies", readModulesErr, &w.policyReadErr, w.policyReloads)
+	w.reportReadError(log, "config", readConfigErr, &w.configReadErr, w.configErr, w.configReloads, w.configOK)
+	w.reportReadError(log, "policies", readModulesErr, &w.policyReadErr, w.policyErr, w.policyReloads, w.policyOK)
 	if !configChanged && !modulesChanged {
 		return
 	}
@@ -125,70 +134,82 @@ func (w *configWatcher) check(ctx context.Context) {
 		w.lastConfig = config
 	}
 	next := *w.good
+	modulesOK, configOK := false, false
 	if modulesChanged {
 		w.lastModules = modules
 		// Judge the modules alone first, so that their errors are theirs.
 		if _, err := policies.New(ctx, policies.Options{Modules: modules}); err != nil {
-			w.policyErr = err
-			w.policyReloads.WithLabelValues("failure").Inc()
-			w.policyOK.Set(0)
+			w.policyFailed(err)
 			log.Error(err, "custom rules rejected; the last good set keeps serving", "dir", w.opts.PolicyDir)
 		} else {
-			next.modules = modules
+			next.modules, modulesOK = modules, true
 		}
 	}
-	// The configuration may name rules that only the new modules declare.
-	if configChanged || (modulesChanged && w.configErr != nil) {
+	// The configuration may name rules that only the new modules declare:
+	// one that is not served yet is judged again with them.
+	if configChanged || (modulesChanged && !bytes.Equal(w.lastConfig, w.good.configBytes)) {
 		cfg, err := parseConfig(w.lastConfig, next.modules)
 		if err != nil {
-			w.configErr = err
-			w.configReloads.WithLabelValues("failure").Inc()
+			w.configFailed(err)
 			log.Error(err, "configuration not applied; the last good configuration keeps serving", "file", w.opts.ConfigPath)
 		} else {
-			next.config, next.configBytes = cfg, w.lastConfig
+			next.config, next.configBytes, configOK = cfg, w.lastConfig, true
 		}
 	}
 	newModules := !maps.Equal(next.modules, w.good.modules)
 	newConfig := !bytes.Equal(next.configBytes, w.good.configBytes)
-	if !newModules && !newConfig {
-		return
-	}
-	e, err := w.opts.newEngine(ctx, &next, w.onError)
-	if err != nil {
-		// Each part compiled alone: together they disagree, e.g. the
-		// configuration names a rule the new modules dropped.
-		if newModules {
-			w.policyErr = err
-			w.policyReloads.WithLabelValues("failure").Inc()
-			w.policyOK.Set(0)
-		} else {
-			w.configErr = err
-			w.configReloads.WithLabelValues("failure").Inc()
+	if newModules || newConfig {
+		e, err := w.opts.newEngine(ctx, &next, w.onError)
+		if err != nil {
+			// Each part compiled alone: together they disagree, e.g. the
+			// configuration names a rule the new modules dropped.
+			if newModules {
+				w.policyFailed(err)
+			} else {
+				w.configFailed(err)
+			}
+			log.Error(err, "policy set not applied; the last good set keeps serving")
+			return
 		}
-		log.Error(err, "policy set not applied; the last good set keeps serving")
-		return
+		w.reviewer.SetEngine(e)
+		w.good = &next
 	}
-	w.reviewer.SetEngine(e)
-	w.good = &next
-	if newModules {
+	// What was read now serves (it may be what served already: a file
+	// restored after a rejected edit).
+	if modulesOK {
 		w.policyErr = nil
 		w.policyReloads.WithLabelValues("success").Inc()
 		w.policyOK.Set(1)
 		w.customModules.Set(float64(len(next.modules)))
 		log.Info("custom rules reloaded", "dir", w.opts.PolicyDir, "modules", len(next.modules), "rules", strings.Join(policies.CustomRuleIDs(next.modules), ","))
 	}
-	if newConfig {
+	if configOK {
 		w.configErr = nil
 		w.configReloads.WithLabelValues("success").Inc()
+		w.configOK.Set(1)
 		log.Info("configuration reloaded", "file", w.opts.ConfigPath)
 	}
 }
 
-// reportReadError records an unreadable file or folder once per distinct error.
-func (w *configWatcher) reportReadError(log logr.Logger, what string, err error, last *error, reloads *prometheus.CounterVec) {
+func (w *configWatcher) configFailed(err error) {
+	w.configErr = err
+	w.configReloads.WithLabelValues("failure").Inc()
+	w.configOK.Set(0)
+}
+
+func (w *configWatcher) policyFailed(err error) {
+	w.policyErr = err
+	w.policyReloads.WithLabelValues("failure").Inc()
+	w.policyOK.Set(0)
+}
+
+// reportReadError records an unreadable file or folder once per distinct
+// error. judged is the last error of what it holds: once it is readable
+// again and that was accepted, the gauge ok returns to 1.
+func (w *configWatcher) reportReadError(log logr.Logger, what string, err error, last *error, judged error, reloads *prometheus.CounterVec, ok prometheus.Gauge) {
 	if err == nil {
-		if *last != nil && what == "policies" && w.policyErr == nil {
-			w.policyOK.Set(1) // readable again, and what it holds was accepted
+		if *last != nil && judged == nil {
+			ok.Set(1)
 		}
 		*last = nil
 		return
@@ -198,9 +219,7 @@ func (w *configWatcher) reportReadError(log logr.Logger, what string, err error,
 	}
 	*last = err
 	reloads.WithLabelValues("failure").Inc()
-	if what == "policies" {
-		w.policyOK.Set(0)
-	}
+	ok.Set(0)
 	log.Error(err, what+" unreadable; the last good set keeps serving")
 }
 

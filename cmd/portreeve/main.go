@@ -43,6 +43,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newEvalCommand(), newRulesCommand(), newVersionCommand())
-	root.AddCommand(newTestCommand(), newExplainCommand(), newAuditCommand())
+	root.AddCommand(newTestCommand(), newExplainCommand(), newAuditCommand(), newSuggestCommand())
+	root.AddCommand(newConfigCommand())
 	return root
 }

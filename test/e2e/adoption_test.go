@@ -82,13 +82,27 @@ func TestAdoption(t *testing.T) {
 	r.values = []string{"--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d", r.port)}
 	hooks := runHookPods(t, cs, bin)
 
+	// serve runs as the Deployment's pods would, from the Deployment as it is now; it lives across
+	// the steps (the test's, not a step's), and a new Deployment replaces it as a rollout would.
 	var serve *hostServe
+	outer := t
+	t.Cleanup(func() {
+		if serve != nil {
+			serve.Stop()
+			if outer.Failed() {
+				outer.Log(serve.LogTail())
+			}
+		}
+	})
 	startServe := func(t *testing.T) {
 		t.Helper()
 		if serve != nil {
 			serve.Stop()
 		}
-		serve = r.startServeForTest(t, r.serviceAccountKubeconfig(t), "--cert-ip-addresses=127.0.0.1")
+		var err error
+		if serve, err = r.startServe(ctx, outer.TempDir(), r.serviceAccountKubeconfig(outer), "--cert-ip-addresses=127.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
 		if err := serve.waitReady(ctx, 2*time.Minute, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +172,7 @@ func TestAdoption(t *testing.T) {
 		checks := hooks.ran()
 		args := append([]string{"install", chartRelease, filepath.Join(root, "charts", "portreeve"), "--namespace", chartNamespace}, r.values...)
 		if out, stderr, err := r.helm(t, args...); err != nil {
-			t.Fatalf("helm install: %v\n%s\n%s", err, out, stderr)
+			t.Fatalf("helm install: %v\n%s\n%s\nconfiguration checks:\n%s", err, out, stderr, hooks)
 		}
 		if hooks.ran() == checks {
 			t.Error("the configuration check did not run before the install")
@@ -198,7 +212,7 @@ func TestAdoption(t *testing.T) {
 		checks := hooks.ran()
 		args := append([]string{"upgrade", chartRelease, filepath.Join(root, "charts", "portreeve"), "--namespace", chartNamespace}, enforceArgs...)
 		if out, stderr, err := r.helm(t, args...); err != nil {
-			t.Fatalf("helm upgrade: %v\n%s\n%s", err, out, stderr)
+			t.Fatalf("helm upgrade: %v\n%s\n%s\nconfiguration checks:\n%s", err, out, stderr, hooks)
 		}
 		if hooks.ran() == checks {
 			t.Error("the configuration check did not run before the upgrade")
@@ -302,8 +316,8 @@ func checkSuggested(t *testing.T, cfg *policies.Config) {
 	if g := find(func(g policies.Grant) bool { return slices.Contains(g.NodePorts, "30080") }); g == nil || !slices.Contains(g.Namespaces, "team-a") {
 		t.Errorf("team-a's nodePort grant: %+v", g)
 	}
-	if g := find(func(g policies.Grant) bool { return g.LoadBalancer != nil && g.LoadBalancer.Allowed }); g == nil || !slices.Contains(g.Namespaces, "team-b") {
-		t.Errorf("team-b's loadBalancer grant: %+v", g)
+	if g := find(func(g policies.Grant) bool { return slices.Contains(g.Namespaces, "team-b") }); g == nil || g.LoadBalancer == nil || !g.LoadBalancer.Allowed || len(g.NodePorts) != 1 {
+		t.Errorf("team-b's loadBalancer grant (with its one allocated nodePort): %+v", g)
 	}
 	for _, host := range []string{"web.team-a.example.com", "api.team-b.example.com"} {
 		if g := find(func(g policies.Grant) bool { return slices.Contains(g.IngressDomains, host) }); g == nil {
@@ -421,6 +435,14 @@ type hookPods struct {
 	mu      sync.Mutex
 	runs    int
 	failure string
+	log     []string // what each check printed
+}
+
+// String is what the checks printed, for failure messages.
+func (h *hookPods) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.Join(h.log, "\n")
 }
 
 // ran returns how many checks ran.
@@ -490,7 +512,17 @@ func (h *hookPods) run(ctx context.Context, cs kubernetes.Interface, bin string,
 	}
 	args := make([]string, len(c.Args))
 	for i, a := range c.Args {
-		args[i] = strings.ReplaceAll(a, mount.MountPath, dir)
+		flag, value, ok := strings.Cut(a, "=")
+		if !ok {
+			flag, value = "", a
+		}
+		if value == mount.MountPath || strings.HasPrefix(value, mount.MountPath+"/") {
+			value = dir + strings.TrimPrefix(value, mount.MountPath)
+		}
+		args[i] = value
+		if ok {
+			args[i] = flag + "=" + value
+		}
 	}
 	out, runErr := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	state := corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", Message: string(out)}
@@ -513,6 +545,7 @@ func (h *hookPods) run(ctx context.Context, cs kubernetes.Interface, bin string,
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.runs++
+	h.log = append(h.log, fmt.Sprintf("%s %s: %s", p.Name, phase, out))
 	if phase == corev1.PodFailed {
 		h.failure = string(out)
 	}

@@ -1,0 +1,236 @@
+package live
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
+
+	"github.com/portreeve/portreeve/policies/suggest"
+)
+
+func meta(ns, name string, owner ...metav1.OwnerReference) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: ns, Name: name, OwnerReferences: owner}
+}
+
+func controller(apiVersion, kind, name string) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: apiVersion, Kind: kind, Name: name, UID: "u", Controller: ptr.To(true)}
+}
+
+func podSpec(sa string, hostNetwork bool, ports ...corev1.ContainerPort) corev1.PodSpec {
+	return corev1.PodSpec{
+		ServiceAccountName: sa, HostNetwork: hostNetwork,
+		Containers: []corev1.Container{{Name: "c", Image: "x", Ports: ports}},
+	}
+}
+
+func template(spec corev1.PodSpec) corev1.PodTemplateSpec { return corev1.PodTemplateSpec{Spec: spec} }
+
+func port(container, host int32) corev1.ContainerPort {
+	return corev1.ContainerPort{ContainerPort: container, HostPort: host, Protocol: corev1.ProtocolTCP}
+}
+
+func namespace(name string, labels map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+}
+
+func ingress(ns, name, host string, tls bool) *networkingv1.Ingress {
+	ing := &networkingv1.Ingress{ObjectMeta: meta(ns, name), Spec: networkingv1.IngressSpec{
+		IngressClassName: ptr.To("nginx"),
+		Rules:            []networkingv1.IngressRule{{Host: host}},
+	}}
+	if tls {
+		ing.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{host}, SecretName: name + "-tls"}}
+	}
+	return ing
+}
+
+// seededCluster is the shape of the cluster docs/suggest.md shows, as the
+// apiserver stores it: hostPorts of hostNetwork Pods defaulted, node ports
+// allocated, controllers' ReplicaSets and Pods present.
+func seededCluster() []runtime.Object {
+	calico := podSpec("", true, port(179, 0), port(9091, 0))
+	calicoPod := podSpec("", true, port(179, 179), port(9091, 9091))
+	exporter := podSpec("node-exporter", true, port(9100, 9100))
+	nginx := podSpec("ingress-nginx", false, port(80, 80), port(443, 443))
+	return []runtime.Object{
+		namespace("kube-system", nil), namespace("portreeve-system", nil), namespace("calico-system", nil),
+		namespace("monitoring", nil), namespace("ingress-nginx", nil), namespace("team-a", nil), namespace("team-b", nil),
+		namespace("sandbox", map[string]string{"portreeve.io/ignore": ""}),
+		&appsv1.DaemonSet{ObjectMeta: meta("kube-system", "kube-proxy"), Spec: appsv1.DaemonSetSpec{Template: template(podSpec("kube-proxy", true, port(10256, 10256)))}},
+		&appsv1.Deployment{ObjectMeta: meta("portreeve-system", "portreeve"), Spec: appsv1.DeploymentSpec{Template: template(podSpec("portreeve", false))}},
+		&corev1.Pod{ObjectMeta: meta("sandbox", "debug"), Spec: podSpec("", true)},
+		&appsv1.DaemonSet{ObjectMeta: meta("calico-system", "calico-node"), Spec: appsv1.DaemonSetSpec{Template: template(calico)}},
+		&corev1.Pod{ObjectMeta: meta("calico-system", "calico-node-x7k2p", controller("apps/v1", "DaemonSet", "calico-node")), Spec: calicoPod},
+		&appsv1.DaemonSet{ObjectMeta: meta("monitoring", "node-exporter"), Spec: appsv1.DaemonSetSpec{Template: template(exporter)}},
+		&corev1.Pod{ObjectMeta: meta("monitoring", "node-exporter-4fj9q", controller("apps/v1", "DaemonSet", "node-exporter")), Spec: exporter},
+		&appsv1.Deployment{ObjectMeta: meta("ingress-nginx", "ingress-nginx-controller"), Spec: appsv1.DeploymentSpec{Template: template(nginx)}},
+		&appsv1.ReplicaSet{
+			ObjectMeta: meta("ingress-nginx", "ingress-nginx-controller-5c9f", controller("apps/v1", "Deployment", "ingress-nginx-controller")),
+			Spec:       appsv1.ReplicaSetSpec{Template: template(nginx)},
+		},
+		&corev1.Pod{ObjectMeta: meta("ingress-nginx", "ingress-nginx-controller-5c9f-abcde", controller("apps/v1", "ReplicaSet", "ingress-nginx-controller-5c9f")), Spec: nginx},
+		&corev1.Service{ObjectMeta: meta("default", "kubernetes"), Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: []corev1.ServicePort{{Port: 443}}}},
+		&corev1.Service{ObjectMeta: meta("team-a", "web"), Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeNodePort, Ports: []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30080, Protocol: corev1.ProtocolTCP}},
+		}},
+		&corev1.Service{ObjectMeta: meta("team-b", "shop"), Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer, AllocateLoadBalancerNodePorts: ptr.To(true),
+			Ports: []corev1.ServicePort{
+				{Name: "http", Port: 80, NodePort: 31380, Protocol: corev1.ProtocolTCP},
+				{Name: "https", Port: 443, NodePort: 31443, Protocol: corev1.ProtocolTCP},
+			},
+		}},
+		ingress("team-a", "web", "web.team-a.example.com", false),
+		ingress("team-b", "shop", "shop.example.com", true),
+	}
+}
+
+// seededSuggestion is the configuration docs/suggest.md shows for the seeded cluster.
+const seededSuggestion = `apiVersion: portreeve.io/v1alpha1
+kind: PolicyConfig
+grants:
+  - name: system
+    namespaces: [kube-system]
+    hostNetwork: true
+    hostPorts: ["1-65535"]
+    nodePorts: ["30000-32767"]
+    loadBalancer: true
+    externalIPs: ["0.0.0.0/0", "::/0"]
+    reason: cluster components run here
+  - name: ns-calico-system
+    namespaces: [calico-system]
+    hostNetwork: true
+    hostPorts: ["179/TCP", "9091/TCP"]
+    reason: in use by DaemonSet/calico-node (portreeve suggest)
+  - name: sa-ingress-nginx-ingress-nginx
+    serviceAccounts: [ingress-nginx/ingress-nginx]
+    hostPorts: ["80/TCP", "443/TCP"]
+    reason: in use by Deployment/ingress-nginx-controller (portreeve suggest)
+  - name: sa-monitoring-node-exporter
+    serviceAccounts: [monitoring/node-exporter]
+    hostNetwork: true
+    hostPorts: ["9100/TCP"]
+    reason: in use by DaemonSet/node-exporter (portreeve suggest)
+  - name: ns-team-a
+    namespaces: [team-a]
+    nodePorts: ["30080"]
+    ingressDomains: [web.team-a.example.com]
+    ingressClasses: [nginx]
+    reason: in use by Ingress/web, Service/web (portreeve suggest)
+  - name: ns-team-b
+    namespaces: [team-b]
+    nodePorts: ["31380", "31443"]
+    loadBalancer: true
+    ingressDomains: [shop.example.com]
+    ingressClasses: [nginx]
+    reason: in use by Ingress/shop, Service/shop (portreeve suggest)
+`
+
+func TestReadSeededCluster(t *testing.T) {
+	client := fake.NewClientset(seededCluster()...)
+	objects, ignored, err := Read(t.Context(), client, Options{IgnoreLabel: "portreeve.io/ignore"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ignored, []string{"sandbox"}) {
+		t.Errorf("ignored namespaces %v, want [sandbox]", ignored)
+	}
+	kinds := map[string]int{}
+	for _, o := range objects {
+		if o.Source != Source {
+			t.Errorf("source %q", o.Source)
+		}
+		if strings.Contains(string(o.JSON), "managedFields") {
+			t.Errorf("managedFields kept: %s", o.JSON)
+		}
+		var head struct{ APIVersion, Kind string }
+		if err := json.Unmarshal(o.JSON, &head); err != nil || head.APIVersion == "" || head.Kind == "" {
+			t.Errorf("no apiVersion or kind: %s", o.JSON)
+		}
+		kinds[head.Kind]++
+	}
+	want := map[string]int{"DaemonSet": 3, "Deployment": 2, "ReplicaSet": 1, "Pod": 4, "Service": 3, "Ingress": 2}
+	for k, n := range want {
+		if kinds[k] != n {
+			t.Errorf("%d objects of kind %s, want %d (all: %v)", kinds[k], k, n, kinds)
+		}
+	}
+
+	skip := map[string]string{"kube-system": "", "portreeve-system": "Portreeve's own namespace"}
+	for _, ns := range ignored {
+		skip[ns] = "labelled portreeve.io/ignore"
+	}
+	res, err := suggest.Suggest(t.Context(), objects, suggest.Options{SkipNamespaces: skip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := suggest.Marshal(res.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != seededSuggestion {
+		t.Errorf("suggestion:\n%s\nwant:\n%s", out, seededSuggestion)
+	}
+	if res.Unresolved() {
+		var b strings.Builder
+		_ = res.WriteReport(&b)
+		t.Errorf("unresolved:\n%s", b.String())
+	}
+	if res.Reviewed != 8 {
+		t.Errorf("reviewed %d objects, want 8 (3 workloads, 3 Services, 2 Ingresses)", res.Reviewed)
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	client := fake.NewClientset()
+	client.PrependReactor("list", "cronjobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewNotFound(schema.GroupResource{Group: "batch", Resource: "cronjobs"}, "")
+	})
+	if _, _, err := Read(t.Context(), client, Options{}); err != nil {
+		t.Errorf("a kind the cluster does not serve is an error: %v", err)
+	}
+	client.PrependReactor("list", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "", errors.New("no"))
+	})
+	_, _, err := Read(t.Context(), client, Options{})
+	if err == nil || !strings.Contains(err.Error(), "list services") {
+		t.Errorf("error %v, want one naming services: a partial read would suggest too little", err)
+	}
+}
+
+func TestReadPages(t *testing.T) {
+	client := fake.NewClientset()
+	var calls []string
+	client.PrependReactor("list", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		opts := a.(k8stesting.ListActionImpl).ListOptions
+		calls = append(calls, opts.Continue)
+		if opts.Limit != 2 {
+			t.Errorf("limit %d, want 2", opts.Limit)
+		}
+		list := &corev1.PodList{Items: []corev1.Pod{{ObjectMeta: meta("a", "p-"+opts.Continue)}}}
+		if opts.Continue == "" {
+			list.Continue = "next"
+		}
+		return true, list, nil
+	})
+	objects, _, err := Read(t.Context(), client, Options{PageSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(calls, []string{"", "next"}) || len(objects) != 2 {
+		t.Errorf("calls %q, %d objects", calls, len(objects))
+	}
+}
