@@ -93,6 +93,19 @@ type LoadBalancer struct {
 	SourceRangesRequired bool     `json:"sourceRangesRequired,omitempty"`
 }
 
+// MarshalJSON writes what UnmarshalJSON reads back as the same value: false,
+// true, or the object of conditions (which means allowed).
+func (lb LoadBalancer) MarshalJSON() ([]byte, error) {
+	switch {
+	case !lb.Allowed:
+		return []byte("false"), nil
+	case len(lb.Classes) == 0 && !lb.SourceRangesRequired:
+		return []byte("true"), nil
+	}
+	type plain LoadBalancer
+	return json.Marshal(plain(lb))
+}
+
 // UnmarshalJSON accepts a boolean or an object.
 func (lb *LoadBalancer) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)

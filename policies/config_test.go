@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -260,5 +261,32 @@ func TestComparePaths(t *testing.T) {
 	want := []string{"", "apiVersion", "grants[2]", "grants[2].hostPorts[0]", "grants[2].name", "grants[10]", `rules["a b"]`, "rules.a", "rules.a.mode", "rules.a-b"}
 	if !slices.Equal(paths, want) {
 		t.Fatalf("sorted %q, want %q", paths, want)
+	}
+}
+
+func TestLoadBalancerRoundTrip(t *testing.T) {
+	tests := []struct {
+		lb   LoadBalancer
+		want string
+	}{
+		{LoadBalancer{}, `false`},
+		{LoadBalancer{Classes: []string{"internal"}}, `false`}, // conditions of nothing allowed
+		{LoadBalancer{Allowed: true}, `true`},
+		{LoadBalancer{Allowed: true, Classes: []string{"internal"}}, `{"classes":["internal"]}`},
+		{LoadBalancer{Allowed: true, SourceRangesRequired: true}, `{"sourceRangesRequired":true}`},
+	}
+	for _, tc := range tests {
+		b, err := json.Marshal(tc.lb)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("Marshal(%+v) = %s, %v; want %s", tc.lb, b, err, tc.want)
+			continue
+		}
+		var back LoadBalancer
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if back.Allowed != tc.lb.Allowed || (tc.lb.Allowed && !slices.Equal(back.Classes, tc.lb.Classes)) {
+			t.Errorf("%s read back as %+v, want %+v", b, back, tc.lb)
+		}
 	}
 }
