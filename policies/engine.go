@@ -512,6 +512,18 @@ func (e *Engine) Judges(id, family string) bool {
 	return false
 }
 
+// CustomRulesJudge reports whether an enabled custom rule judges objects of
+// family. Custom rules may read any field of an object, so every UPDATE of
+// such objects goes to them.
+func (e *Engine) CustomRulesJudge(family string) bool {
+	for _, r := range e.rules {
+		if !r.Builtin && r.Mode != ModeOff && r.appliesTo(family) {
+			return true
+		}
+	}
+	return false
+}
+
 // Rules lists the rules the engine evaluates, sorted by id.
 func (e *Engine) Rules() []RuleInfo { return slices.Clone(e.rules) }
 

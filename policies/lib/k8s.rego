@@ -80,6 +80,13 @@ opens_node_ports if {
 	object.get(input.object.spec, "allocateLoadBalancerNodePorts", true) != false
 }
 
+# externalTrafficPolicy: Local gives a LoadBalancer a healthCheckNodePort, a
+# port open on every node, whatever allocateLoadBalancerNodePorts says.
+opens_node_ports if {
+	input.object.spec.type == "LoadBalancer"
+	input.object.spec.externalTrafficPolicy == "Local"
+}
+
 # An explicit nodePort is opened whatever allocateLoadBalancerNodePorts says.
 opens_node_ports if {
 	input.object.spec.type == "LoadBalancer"

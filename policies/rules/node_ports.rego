@@ -2,7 +2,8 @@
 # title: NodePorts only where granted, inside the grant's ranges
 # description: |
 #   type NodePort needs a grant with nodePorts, and so does type LoadBalancer unless
-#   allocateLoadBalancerNodePorts is false. Explicit nodePort values must lie in the
+#   allocateLoadBalancerNodePorts is false and externalTrafficPolicy is not Local (which
+#   implies a healthCheckNodePort). Explicit nodePort values must lie in the
 #   granted ranges. Rewrite mode turns a NodePort Service into ClusterIP, switches a
 #   granted LoadBalancer's node ports off, and drops out-of-range nodePort values.
 # custom:
@@ -152,12 +153,24 @@ in_granted_range(port) if {
 
 ranges_text := k8s.ranges_text([r | some g in input.grants.active; some r in g.nodePorts])
 
-what := {
+# health_check_only: a LoadBalancer whose only node port is the
+# healthCheckNodePort that externalTrafficPolicy: Local implies.
+health_check_only if {
+	input.object.spec.type == "LoadBalancer"
+	object.get(input.object.spec, "allocateLoadBalancerNodePorts", true) == false
+	count(k8s.node_ports) == 0
+}
+
+what := "type LoadBalancer with externalTrafficPolicy: Local (its healthCheckNodePort)" if {
+	health_check_only
+} else := {
 	"NodePort": "type NodePort",
 	"LoadBalancer": "type LoadBalancer with allocateLoadBalancerNodePorts",
 }[input.object.spec.type]
 
-fix := {
+fix := "set externalTrafficPolicy: Cluster, or ask a cluster admin for a nodePorts grant" if {
+	health_check_only
+} else := {
 	"NodePort": "use type ClusterIP (and an Ingress), or ask a cluster admin for a nodePorts grant",
 	"LoadBalancer": "set allocateLoadBalancerNodePorts: false, or ask a cluster admin for a nodePorts grant",
 }[input.object.spec.type]

@@ -232,3 +232,28 @@ test_dry_run_placeholder_outside_the_cluster_range_is_not_judged if {
 	count(node_ports.deny) == 0 with input as testing.resolve(req, testing.config([np_grant(["30000-30099"], {})]))
 		with data.portreeve.config as testing.config([np_grant(["30000-30099"], {})])
 }
+
+test_health_check_node_port_needs_a_grant if {
+	req := testing.service({
+		"type": "LoadBalancer",
+		"allocateLoadBalancerNodePorts": false,
+		"externalTrafficPolicy": "Local",
+		"ports": [{"port": 443}],
+	})
+	d := denials(req, [lb_grant])
+	count(d) == 1
+	some v in d
+	v.msg == `type LoadBalancer with externalTrafficPolicy: Local (its healthCheckNodePort) opens node ports, which are not granted to namespace "team-a"`
+	contains(v.fix, "externalTrafficPolicy: Cluster")
+	count(denials(req, [lb_grant, np_grant(["30000-32767"], {})])) == 0
+}
+
+test_load_balancer_without_node_ports_and_cluster_policy_allowed if {
+	req := testing.service({
+		"type": "LoadBalancer",
+		"allocateLoadBalancerNodePorts": false,
+		"externalTrafficPolicy": "Cluster",
+		"ports": [{"port": 443}],
+	})
+	count(denials(req, [lb_grant])) == 0
+}

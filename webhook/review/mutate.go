@@ -93,10 +93,13 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 		return &Mutation{}, nil
 	}
 	in, err := Input(req)
-	if err != nil || in == nil {
+	if err != nil {
 		return &Mutation{}, err
 	}
 	engine := r.Engine()
+	if unjudged(in, engine) {
+		return &Mutation{}, nil
+	}
 	// With no rule to rewrite this kind of object and none judging it at
 	// this stage, there is nothing to do: spare the facts and the rules (the
 	// validating webhook judges the object all the same).

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -116,8 +117,7 @@ func Skip(req *Request) string {
 	return ""
 }
 
-// Input decodes the request into the rules' input. It returns nil when an
-// UPDATE does not change the object's exposure (nothing to judge).
+// Input decodes the request into the rules' input.
 func Input(req *Request) (*policies.Input, error) {
 	if !Supported(req.Kind) {
 		return nil, badRequest("%w: %s (Portreeve reviews %v)", ErrUnsupportedKind, gvkString(req.Kind), SupportedKinds())
@@ -151,15 +151,26 @@ func Input(req *Request) (*policies.Input, error) {
 			return nil, err
 		}
 		in.OldObject = old
-		oldPod, err := podView(req.Kind, old)
-		if err != nil {
+		if _, err := podView(req.Kind, old); err != nil {
 			return nil, &BadRequestError{Err: err}
-		}
-		if reflect.DeepEqual(exposure(req.Kind, obj, in.Pod), exposure(req.Kind, old, oldPod)) {
-			return nil, nil
 		}
 	}
 	return in, nil
+}
+
+// unjudged reports whether engine e need not judge the UPDATE in: it leaves
+// alone everything the built-in rules judge (exposure), and no enabled custom
+// rule judges objects of its family. Custom rules may read any field (the
+// shipped example reads an annotation), so they see every UPDATE.
+func unjudged(in *policies.Input, e *policies.Engine) bool {
+	if in.Operation != "UPDATE" || in.OldObject == nil || e.CustomRulesJudge(in.Family()) {
+		return false
+	}
+	oldPod, err := podView(in.Kind, in.OldObject)
+	if err != nil {
+		return false
+	}
+	return reflect.DeepEqual(exposure(in.Kind, in.Object, in.Pod), exposure(in.Kind, in.OldObject, oldPod))
 }
 
 func decodeObject(what string, raw []byte) (map[string]any, error) {
@@ -198,27 +209,40 @@ func metadataString(obj map[string]any, key string) string {
 	return s
 }
 
-// exposure is the part of an object the rules judge: an UPDATE that leaves it
-// alone is not reviewed, so a policy change never blocks unrelated updates.
+// exposure is the part of an object the built-in rules judge: an UPDATE that
+// leaves it alone is not reviewed, so a policy change never blocks unrelated
+// updates. Of a pod spec it is what the rules read (an image change is not
+// exposure); of a Service or an Ingress it is the whole spec but the fields
+// known not to expose anything, so that a field added to the API, or newly
+// judged by a rule, is reviewed rather than skipped.
 func exposure(gvk policies.GroupVersionKind, obj map[string]any, pod *policies.PodView) any {
 	if pod != nil {
-		return []any{pod.Spec["hostNetwork"], pod.ServiceAccount, containerPorts(pod.Spec)}
+		return []any{
+			pod.Spec["hostNetwork"], pod.ServiceAccount, containerPorts(pod.Spec),
+			// Where the pod may run decides which holders of its host ports it meets.
+			pod.Spec["nodeName"], pod.Spec["nodeSelector"], pod.Spec["affinity"],
+		}
 	}
 	spec, _ := obj["spec"].(map[string]any)
 	if gvk.Kind == "Service" {
-		keys := []string{
-			"type", "ports", "externalIPs", "loadBalancerIP", "loadBalancerClass",
-			"loadBalancerSourceRanges", "allocateLoadBalancerNodePorts",
-		}
-		out := make([]any, len(keys))
-		for i, k := range keys {
-			out[i] = spec[k]
+		out := make(map[string]any, len(spec))
+		for k, v := range spec {
+			if !slices.Contains(serviceFieldsNotExposure, k) {
+				out[k] = v
+			}
 		}
 		return out
 	}
 	md, _ := obj["metadata"].(map[string]any)
 	ann, _ := md["annotations"].(map[string]any)
-	return []any{spec["rules"], spec["tls"], spec["ingressClassName"], ann["kubernetes.io/ingress.class"]}
+	return []any{spec, ann["kubernetes.io/ingress.class"]}
+}
+
+// serviceFieldsNotExposure are the Service spec fields that open nothing
+// outside the cluster: changing them alone is not reviewed.
+var serviceFieldsNotExposure = []string{
+	"selector", "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "sessionAffinity",
+	"sessionAffinityConfig", "publishNotReadyAddresses", "internalTrafficPolicy", "trafficDistribution",
 }
 
 func containerPorts(spec map[string]any) []any {
@@ -240,10 +264,13 @@ func (r *Reviewer) Validate(ctx context.Context, req *Request) (*policies.Decisi
 		return nil, nil
 	}
 	in, err := Input(req)
-	if err != nil || in == nil {
+	if err != nil {
 		return nil, err
 	}
 	engine := r.Engine()
+	if unjudged(in, engine) {
+		return nil, nil
+	}
 	record := r.recording(req)
 	if record {
 		r.claims.Lock()

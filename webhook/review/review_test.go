@@ -264,28 +264,95 @@ func TestInputDefaultsHostNetworkPortsOnTemplates(t *testing.T) {
 	}
 }
 
-func TestUpdateSkipsUnchangedExposure(t *testing.T) {
-	r := newReviewer(t, "")
-	old := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s","labels":{"a":"1"}},"spec":{"type":"NodePort","ports":[{"port":80}]}}`
-	relabelled := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s","labels":{"a":"2"}},"spec":{"type":"NodePort","ports":[{"port":80}]}}`
-	clusterIP := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"type":"ClusterIP","ports":[{"port":80}]}}`
+func TestUpdateSkipsOnlyWhatNoRuleJudges(t *testing.T) {
+	const config = `
+apiVersion: portreeve.io/v1alpha1
+kind: PolicyConfig
+grants:
+  - name: team-b
+    namespaces: [team-b]
+    loadBalancer: true
+    ingressDomains: [team-b.example.com]
+  - name: default-lb
+    namespaces: [default]
+    loadBalancer: true
+`
+	// A custom rule that reads an annotation (examples/lb-internal, in deny mode).
+	lbInternal, err := os.ReadFile("../../examples/lb-internal/lb_internal.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := policies.ParseConfig([]byte(config+"rules:\n  lb-internal: {mode: deny}\n"), []string{"lb-internal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := policies.New(t.Context(), policies.Options{Config: cfg, Modules: map[string]string{"lb_internal.rego": string(lbInternal)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builtin, custom := newReviewer(t, config), NewReviewer(e)
+
 	svc := policies.GroupVersionKind{Version: "v1", Kind: "Service"}
+	ing := policies.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"}
+	deploy := policies.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	nodePort := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s","labels":{"a":"1"}},"spec":{"type":"NodePort","selector":{"app":"a"},"ports":[{"port":80}]}}`
+	relabelled := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s","labels":{"a":"2"}},"spec":{"type":"NodePort","selector":{"app":"b"},"ports":[{"port":80}]}}`
+	clusterIP := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"type":"ClusterIP","ports":[{"port":80}]}}`
+	lb := func(policy string) string {
+		return `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"type":"LoadBalancer","allocateLoadBalancerNodePorts":false,"externalTrafficPolicy":"` + policy + `","ports":[{"port":443}]}}`
+	}
+	internalLB := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s","annotations":{"service.beta.kubernetes.io/aws-load-balancer-scheme":"internal"}},"spec":{"type":"LoadBalancer","allocateLoadBalancerNodePorts":false,"ports":[{"port":443}]}}`
+	publicLB := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"type":"LoadBalancer","allocateLoadBalancerNodePorts":false,"ports":[{"port":443}]}}`
+	ingress := func(extra string) string {
+		return `{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"i"},"spec":{"rules":[{"host":"a.team-b.example.com"}]` + extra + `}}`
+	}
+	deployment := func(image, port string) string {
+		return `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"template":{"spec":{"containers":[{"name":"c","image":"` + image + `","ports":[{"containerPort":80` + port + `}]}]}}}}`
+	}
 	tests := []struct {
-		name       string
-		old, new   string
-		wantDenied bool
+		name      string
+		r         *Reviewer
+		kind      policies.GroupVersionKind
+		namespace string
+		old, new  string
+		want      string // "skipped", "allowed" or "denied"
 	}{
-		{"label change on an existing NodePort is not judged", old, relabelled, false},
-		{"ClusterIP to NodePort is judged like a CREATE", clusterIP, relabelled, true},
+		{"label and selector change of an existing NodePort", builtin, svc, "default", nodePort, relabelled, "skipped"},
+		{"ClusterIP to NodePort is judged like a CREATE", builtin, svc, "default", clusterIP, relabelled, "denied"},
+		{"externalTrafficPolicy Cluster to Local opens a healthCheckNodePort", builtin, svc, "default", lb("Cluster"), lb("Local"), "denied"},
+		{"a default backend added to an Ingress", builtin, ing, "team-b", ingress(""), ingress(`,"defaultBackend":{"service":{"name":"s","port":{"number":80}}}`), "denied"},
+		{"an Ingress host changed", builtin, ing, "team-b", ingress(""), strings.Replace(ingress(""), "a.team-b", "a.team-c", 1), "denied"},
+		{"an image change of a workload with a hostPort", builtin, deploy, "default", deployment("a", `,"hostPort":80`), deployment("b", `,"hostPort":80`), "skipped"},
+		{"a hostPort added to a workload", builtin, deploy, "default", deployment("a", ""), deployment("a", `,"hostPort":80`), "denied"},
+		{"without custom rules an annotation removal is not judged", builtin, svc, "default", internalLB, publicLB, "skipped"},
+		{"a custom rule sees the annotation removed", custom, svc, "default", internalLB, publicLB, "denied"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := r.Validate(t.Context(), &Request{Operation: "UPDATE", Kind: svc, Namespace: "default", Object: []byte(tc.new), OldObject: []byte(tc.old), User: anonymous})
+			labels := map[string]string{"team": "a"}
+			d, err := tc.r.Validate(t.Context(), &Request{Operation: "UPDATE", Kind: tc.kind, Namespace: tc.namespace,
+				Object: []byte(tc.new), OldObject: []byte(tc.old), User: anonymous, NamespaceLabels: labels})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := d != nil && !d.Allowed(); got != tc.wantDenied {
-				t.Fatalf("denied = %v, want %v (%+v)", got, tc.wantDenied, d)
+			got := "skipped"
+			switch {
+			case d != nil && d.Allowed():
+				got = "allowed"
+			case d != nil:
+				got = "denied"
+			}
+			if got != tc.want {
+				t.Fatalf("%s, want %s (%+v)", got, tc.want, d)
+			}
+			// The mutating webhook skips exactly what the validating one does.
+			m, err := tc.r.Mutate(t.Context(), &Request{Operation: "UPDATE", Kind: tc.kind, Namespace: tc.namespace,
+				Object: []byte(tc.new), OldObject: []byte(tc.old), User: anonymous, NamespaceLabels: labels})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "skipped" && (m.Patched != nil || len(m.Denied) > 0) {
+				t.Fatalf("mutating review acted on a skipped UPDATE: %+v", m)
 			}
 		})
 	}
