@@ -3,9 +3,14 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portreeve/portreeve/test/controlplane"
+	"github.com/portreeve/portreeve/test/harness"
 )
 
 // TestSeedCases applies the seed's InfluxDB manifests in a namespace without
@@ -248,4 +253,84 @@ func waitDown(t *testing.T, healthURL string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatal("portreeve still answers after Stop")
+}
+
+// TestUpdateBypassesRefused: UPDATEs that change what a rule judges are
+// reviewed, through kubectl: a default backend added to an Ingress, a
+// LoadBalancer switched to externalTrafficPolicy Local (a healthCheckNodePort
+// on every node), and an annotation a custom rule requires, removed.
+func TestUpdateBypassesRefused(t *testing.T) {
+	dir := t.TempDir()
+	rule, err := os.ReadFile(filepath.Join("..", "..", "examples", "lb-internal", "lb_internal.rego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lb_internal.rego"), rule, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := strings.Replace(withModes("  lb-internal: {mode: deny}\n"), "grants:\n", `grants:
+  - name: lb
+    namespaces: [default, team-b]
+    loadBalancer: true
+  - name: shop-domains
+    namespaces: [team-a]
+    ingressDomains: [shop.example.com]
+`, 1)
+	cp := controlplane.StartForTest(t, controlplane.Options{})
+	ctx := t.Context()
+	for _, ns := range []string{"default", "team-a", harness.Namespace} {
+		if err := cp.EnsureNamespace(ctx, ns, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cp.EnsureNamespace(ctx, "team-b", map[string]string{"team": "b"}); err != nil {
+		t.Fatal(err)
+	}
+	p := harness.StartForTest(t, cp, harness.Options{Config: config, ExtraArgs: []string{"--policy-dir=" + dir}})
+	e := &env{cp: cp, p: p}
+
+	// An Ingress inside team-a's domain, then a default backend: it claims every host.
+	mustAdmit(t, e.apply(t, "team-a", `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  rules:
+    - host: shop.example.com
+      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}
+`))
+	mustDeny(t, e.kubectl(t, "patch", "-n", "team-a", "ingress", "web", "--type=merge", "-p",
+		`{"spec":{"defaultBackend":{"service":{"name":"web","port":{"number":80}}}}}`), "ingress-hosts: ")
+
+	// A LoadBalancer without node ports, then externalTrafficPolicy Local.
+	mustAdmit(t, e.apply(t, "default", `
+apiVersion: v1
+kind: Service
+metadata: {name: lb}
+spec:
+  type: LoadBalancer
+  allocateLoadBalancerNodePorts: false
+  externalTrafficPolicy: Cluster
+  ports: [{port: 443}]
+`))
+	mustDeny(t, e.kubectl(t, "patch", "-n", "default", "service", "lb", "-p", `{"spec":{"externalTrafficPolicy":"Local"}}`),
+		"node-ports: type LoadBalancer with externalTrafficPolicy: Local (its healthCheckNodePort) opens node ports")
+	if hc := e.kubectl(t, "get", "-n", "default", "service", "lb", "-o", "jsonpath={.spec.healthCheckNodePort}"); hc.stdout != "" {
+		t.Fatalf("a healthCheckNodePort %s was allocated after a denied update", hc.stdout)
+	}
+
+	// A team's internal LoadBalancer (lb-internal in deny), then its annotation removed.
+	mustAdmit(t, e.apply(t, "team-b", `
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+  annotations: {service.beta.kubernetes.io/aws-load-balancer-scheme: internal}
+spec:
+  type: LoadBalancer
+  allocateLoadBalancerNodePorts: false
+  ports: [{port: 443}]
+`))
+	mustDeny(t, e.kubectl(t, "annotate", "-n", "team-b", "service", "shop", "service.beta.kubernetes.io/aws-load-balancer-scheme-"),
+		`lb-internal: a LoadBalancer in team "b"'s namespace must be internal`)
 }
