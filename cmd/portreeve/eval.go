@@ -30,14 +30,15 @@ func loadConfig(path string) (*policies.Config, error) {
 func newEvalCommand() *cobra.Command {
 	var (
 		configPath string
+		policyDir  string
 		output     string
 		files      []string
-		namespace  string
+		rf         requestFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "eval -f FILE|DIR|- [flags]",
 		Short: "Evaluate manifests offline with the same rules and logic as the webhooks",
-		Long: "Evaluates every object in the manifests as a CREATE by a user with no grants of its own:\n" +
+		Long: "Evaluates every object in the manifests as a CREATE (by a user with no grants of its own unless --as says):\n" +
 			"the mutating review first, then the validating review of its result.\n" +
 			"Exit status: 0 when every object is allowed, 1 when any is denied, 2 on bad input or config.",
 		Args: cobra.NoArgs,
@@ -48,11 +49,11 @@ func newEvalCommand() *cobra.Command {
 			if output != "text" && output != "json" {
 				return &exitError{code: 2, err: fmt.Errorf("-o must be text or json, got %q", output)}
 			}
-			cfg, err := loadConfig(configPath)
+			set, err := loadPolicySet(configPath, policyDir)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			engine, err := policies.New(cmd.Context(), policies.Options{Config: cfg})
+			engine, err := policies.New(cmd.Context(), policies.Options{Config: set.config, Modules: set.modules})
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -60,13 +61,22 @@ func newEvalCommand() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			if len(ms) == 0 {
+				return &exitError{code: 2, err: fmt.Errorf("no objects in %s", strings.Join(files, ", "))}
+			}
 			reviewer := review.NewReviewer(engine)
 			reports := make([]*review.Report, 0, len(ms))
 			for _, m := range ms {
-				rep, err := reviewer.ReviewObject(cmd.Context(), m.JSON, namespace, evalUser)
+				req, err := review.ObjectRequest(m.JSON, rf.namespace, rf.requester())
 				if err != nil {
 					return &exitError{code: 2, err: fmt.Errorf("%s: %w", m.Source, err)}
 				}
+				req.NamespaceLabels = rf.nsLabels
+				rep, err := reviewer.ReviewRequest(cmd.Context(), req)
+				if err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("%s: %w", m.Source, err)}
+				}
+				rep.Source = m.Source
 				reports = append(reports, rep)
 			}
 			if err := printReports(cmd.OutOrStdout(), output, reports); err != nil {
@@ -81,9 +91,10 @@ func newEvalCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "policy configuration file (default: the built-in configuration)")
+	cmd.Flags().StringVar(&policyDir, "policy-dir", "", "folder of custom Rego rules, as for serve --policy-dir: they are evaluated, and the configuration may name their rule ids")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file, directory or - for stdin (repeatable)")
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace of objects that name none (default \"default\")")
+	rf.addFlags(cmd.Flags())
 	return cmd
 }
 
@@ -94,6 +105,7 @@ func printReports(w io.Writer, output string, reports []*review.Report) error {
 		return enc.Encode(reports)
 	}
 	var b strings.Builder
+	counts := map[string]int{}
 	for _, r := range reports {
 		verdict := "ALLOWED"
 		switch {
@@ -104,7 +116,12 @@ func printReports(w io.Writer, output string, reports []*review.Report) error {
 		case r.Skipped != "":
 			verdict = "SKIPPED"
 		}
-		fmt.Fprintf(&b, "%-9s %s %s/%s\n", verdict, r.Kind, r.Namespace, r.Name)
+		counts[verdict]++
+		fmt.Fprintf(&b, "%-9s %s %s/%s", verdict, r.Kind, r.Namespace, r.Name)
+		if r.Source != "" {
+			fmt.Fprintf(&b, " (%s)", r.Source)
+		}
+		b.WriteString("\n")
 		for _, v := range r.Violations {
 			fmt.Fprintf(&b, "  denied:  %s\n", v.Message)
 		}
@@ -118,6 +135,8 @@ func printReports(w io.Writer, output string, reports []*review.Report) error {
 			fmt.Fprintf(&b, "  %s\n", r.Skipped)
 		}
 	}
+	fmt.Fprintf(&b, "%d objects: %d allowed, %d rewritten, %d denied, %d skipped\n",
+		len(reports), counts["ALLOWED"], counts["REWRITTEN"], counts["DENIED"], counts["SKIPPED"])
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -64,9 +64,7 @@ func newExplainCommand() *cobra.Command {
 	var (
 		files                         []string
 		configPath, policyDir, output string
-		namespace, user               string
-		groups                        []string
-		nsLabels                      map[string]string
+		rf                            requestFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "explain -f FILE|DIR|- [flags]",
@@ -93,21 +91,15 @@ func newExplainCommand() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			u := evalUser
-			if user != "" || len(groups) > 0 {
-				u = policies.User{Username: user, Groups: append(slices.Clone(groups), "system:authenticated")}
-				if u.Username == "" {
-					u.Username = evalUser.Username
-				}
-			}
+			u := rf.requester()
 			ex := &explainer{set: set, engines: map[string]*policies.Engine{}}
 			var out []*Explanation
 			for _, m := range ms {
-				req, err := policytest.ObjectRequest(m.JSON, nil, namespace, u)
+				req, err := policytest.ObjectRequest(m.JSON, nil, rf.namespace, u)
 				if err != nil {
 					return &exitError{code: 2, err: fmt.Errorf("%s: %w", m.Source, err)}
 				}
-				req.NamespaceLabels = nsLabels
+				req.NamespaceLabels = rf.nsLabels
 				e, err := ex.explain(cmd.Context(), req)
 				if err != nil {
 					return &exitError{code: 2, err: fmt.Errorf("%s: %w", m.Source, err)}
@@ -131,10 +123,7 @@ func newExplainCommand() *cobra.Command {
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file, directory or - for stdin (repeatable)")
 	cmd.Flags().StringVar(&configPath, "config", "", "policy configuration file (default: the built-in configuration)")
 	cmd.Flags().StringVar(&policyDir, "policy-dir", "", "folder of custom Rego rules, as for serve")
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace of objects that name none (default \"default\")")
-	cmd.Flags().StringVar(&user, "as", "", "user making the request (default "+evalUser.Username+")")
-	cmd.Flags().StringArrayVar(&groups, "as-group", nil, "group of the user (repeatable; system:authenticated is always added)")
-	cmd.Flags().StringToStringVar(&nsLabels, "namespace-labels", nil, "labels of the object's namespace, e.g. team=a,env=prod")
+	rf.addFlags(cmd.Flags())
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

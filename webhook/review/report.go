@@ -14,6 +14,8 @@ import (
 // Report is the outcome of reviewing one object as the two webhooks would:
 // the mutating review first, then the validating review of its result.
 type Report struct {
+	// Source is where the object was read (file#document), when it was.
+	Source     string                `json:"source,omitempty"`
 	Kind       string                `json:"kind"`
 	Namespace  string                `json:"namespace"`
 	Name       string                `json:"name"`
@@ -80,10 +82,21 @@ func (r *Reviewer) ReviewObject(ctx context.Context, raw []byte, namespace strin
 	if err != nil {
 		return nil, err
 	}
+	return r.ReviewRequest(ctx, req)
+}
+
+// ReviewRequest reviews a request (one ObjectRequest built, then adjusted:
+// its namespace's labels, say) as the two webhooks would.
+func (r *Reviewer) ReviewRequest(ctx context.Context, req *Request) (*Report, error) {
+	raw := req.Object
 	rep := &Report{Kind: req.Kind.Kind, Namespace: req.Namespace, Name: req.Name, Violations: []ReportFinding{}, Warnings: []string{}, Patch: []jsonpatch.Operation{}}
 	if !Supported(req.Kind) {
 		rep.Allowed = true
 		rep.Skipped = "kind " + gvkString(req.Kind) + " is not reviewed"
+		if replacement, ok := removedAPIs[req.Kind]; ok {
+			rep.Skipped = "the " + gvkString(req.Kind) + " API was removed from Kubernetes (the apiserver refuses it): " +
+				"use " + gvkString(replacement) + ", which Portreeve reviews"
+		}
 		return rep, nil
 	}
 	m, err := r.Mutate(ctx, req)
@@ -121,4 +134,16 @@ func (r *Reviewer) ReviewObject(ctx context.Context, raw []byte, namespace strin
 		}
 	}
 	return rep, nil
+}
+
+// removedAPIs are API versions of reviewed kinds that Kubernetes no longer
+// serves, and what replaces them: manifests written for them still circulate.
+var removedAPIs = map[policies.GroupVersionKind]policies.GroupVersionKind{
+	{Group: "extensions", Version: "v1beta1", Kind: "Ingress"}:        {Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"},
+	{Group: "networking.k8s.io", Version: "v1beta1", Kind: "Ingress"}: {Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"},
+	{Group: "extensions", Version: "v1beta1", Kind: "DaemonSet"}:      {Group: "apps", Version: "v1", Kind: "DaemonSet"},
+	{Group: "extensions", Version: "v1beta1", Kind: "Deployment"}:     {Group: "apps", Version: "v1", Kind: "Deployment"},
+	{Group: "apps", Version: "v1beta1", Kind: "Deployment"}:           {Group: "apps", Version: "v1", Kind: "Deployment"},
+	{Group: "apps", Version: "v1beta2", Kind: "Deployment"}:           {Group: "apps", Version: "v1", Kind: "Deployment"},
+	{Group: "batch", Version: "v1beta1", Kind: "CronJob"}:             {Group: "batch", Version: "v1", Kind: "CronJob"},
 }
