@@ -82,7 +82,7 @@ func runNode(ctx context.Context, keep bool, tools string) error {
 	fmt.Printf("helm install --wait of charts/portreeve with %s (imported, never pulled) ...\n", ref)
 	if _, stderr, err := cp.Helm(ctx, "install", "portreeve", filepath.Join(root, "charts", "portreeve"),
 		"--namespace", harness.Namespace, "--create-namespace", "--wait", "--timeout", "4m",
-		"--set", "image.repository="+ref[:i], "--set", "image.tag="+ref[i+1:], "--set", "image.pullPolicy=Never",
+		"--set", "image.repository="+ref[:i], "--set-string", "image.tag="+ref[i+1:], "--set", "image.pullPolicy=Never",
 		"-f", values); err != nil {
 		return fmt.Errorf("%w: %s", err, stderr)
 	}

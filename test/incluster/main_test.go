@@ -186,7 +186,7 @@ func installArgs(cmd ...string) []string {
 	return append(cmd, release, cluster.chart, "--namespace", namespace, "--create-namespace",
 		"--wait", "--timeout", "4m",
 		"--set", "image.repository="+cluster.imageRepo,
-		"--set", "image.tag="+cluster.imageTag,
+		"--set-string", "image.tag="+cluster.imageTag, // a tag of digits only is still a string
 		"--set", "image.pullPolicy=Never",
 		// These tests show what an enforcing installation does; observing is the chart's default.
 		"--set", "enforcement=enforce")
