@@ -49,6 +49,12 @@ func (h *Handler) name() string {
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
 	kind := req.Kind.Kind
+	if req.Operation == "" || req.Kind.Kind == "" || req.Kind.Version == "" {
+		// The apiserver always sends both: this review was made by hand, and
+		// allowing what cannot be read would be a silent bypass.
+		h.record("", "", "error", nil, start)
+		return admission.Errored(http.StatusBadRequest, errors.New("portreeve: the AdmissionReview has no request, or its request names no operation or kind"))
+	}
 	r := &review.Request{
 		Operation:   string(req.Operation),
 		Kind:        policies.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind},

@@ -238,6 +238,9 @@ func TestHandleSkipsAndErrors(t *testing.T) {
 		{"malformed object", request("CREATE", "", "Pod", "default", `{"spec":`), false, http.StatusBadRequest},
 		{"unknown kind", request("CREATE", "example.com", "Widget", "default", `{}`), false, http.StatusBadRequest},
 		{"unknown namespace", request("CREATE", "", "Pod", "nowhere", hostNetworkAndPortPod), false, http.StatusInternalServerError},
+		{"no request", admission.Request{}, false, http.StatusBadRequest},
+		{"no operation", request("", "", "Pod", "default", hostNetworkAndPortPod), false, http.StatusBadRequest},
+		{"no kind", request("CREATE", "", "", "default", hostNetworkAndPortPod), false, http.StatusBadRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -64,10 +63,10 @@ func newConfigValidateCommand() *cobra.Command {
 
 func readConfigInput(file string, stdin io.Reader) (name string, data []byte, err error) {
 	if file == "-" {
-		data, err = io.ReadAll(stdin)
+		data, err = readBounded("<stdin>", stdin)
 		return "<stdin>", data, err
 	}
-	data, err = os.ReadFile(file)
+	data, err = readPolicyFile(file)
 	return file, data, err
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -117,7 +116,7 @@ func (w *configWatcher) check(ctx context.Context) {
 	var config []byte
 	var readConfigErr error
 	if w.opts.ConfigPath != "" {
-		config, readConfigErr = os.ReadFile(w.opts.ConfigPath)
+		config, readConfigErr = readPolicyFile(w.opts.ConfigPath)
 	}
 	modules, readModulesErr := readPolicyDir(w.opts.PolicyDir)
 

@@ -43,6 +43,7 @@ func defaultAuthoringOptions() authoringOptions {
 
 func (o *authoringOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PolicyDir, "policy-dir", o.PolicyDir, "folder of custom Rego rules (*.rego; *_test.rego skipped) that join the built-in ones; reloaded when it changes")
+	fs.Int64Var(&maxPolicyBytes, "max-policy-bytes", maxPolicyBytes, "largest policy configuration, custom rule module, and policy folder in all that is read; larger ones are refused at start and on reload (the last good set stays)")
 	fs.DurationVar(&o.EvalTimeout, "policy-eval-timeout", o.EvalTimeout, "time budget of one evaluation of the rules; a rule still running then fails by its failure policy")
 	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "how often existing objects are audited against the current rules (metrics portreeve_audit_*); 0 disables the audit")
 	fs.Int64Var(&o.AuditPageSize, "audit-page-size", o.AuditPageSize, "objects per list call of the audit")
@@ -82,6 +83,7 @@ func readPolicyDir(dir string) (map[string]string, error) {
 		return nil, fmt.Errorf("policy dir: %w", err)
 	}
 	out := map[string]string{}
+	var total int64
 	for _, e := range entries {
 		name := e.Name()
 		if !isModuleFile(name) {
@@ -98,9 +100,12 @@ func readPolicyDir(dir string) (map[string]string, error) {
 		if !fi.Mode().IsRegular() {
 			continue
 		}
-		b, err := os.ReadFile(p)
+		b, err := readPolicyFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("policy dir: %w", err)
+		}
+		if total += int64(len(b)); total > maxPolicyBytes {
+			return nil, fmt.Errorf("policy dir %s: its modules are larger than %d bytes in all, the most Portreeve reads (--max-policy-bytes)", dir, maxPolicyBytes)
 		}
 		out[filepath.Join(dir, name)] = string(b)
 	}
@@ -132,7 +137,7 @@ func loadPolicySet(configPath, policyDir string) (*policySet, error) {
 	s := &policySet{}
 	var err error
 	if configPath != "" {
-		if s.configBytes, err = os.ReadFile(configPath); err != nil {
+		if s.configBytes, err = readPolicyFile(configPath); err != nil {
 			return nil, err
 		}
 	}
