@@ -127,7 +127,8 @@ func demoValues() string {
 	if err := yaml.Unmarshal([]byte(demoConfig), &cfg); err != nil {
 		panic(err)
 	}
-	b, err := yaml.Marshal(map[string]any{"config": map[string]any{"rules": cfg["rules"], "grants": cfg["grants"]}})
+	// The demo shows denials and rewrites: it enforces (a fresh chart install observes).
+	b, err := yaml.Marshal(map[string]any{"enforcement": "enforce", "config": map[string]any{"rules": cfg["rules"], "grants": cfg["grants"]}})
 	if err != nil {
 		panic(err)
 	}
