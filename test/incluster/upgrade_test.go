@@ -114,6 +114,7 @@ func TestBrokenConfigRefusedBeforeItLands(t *testing.T) {
 	if r.err == nil {
 		t.Fatalf("helm upgrade with a broken configuration succeeded:\n%s", r)
 	}
+	t.Logf("the refused helm upgrade said:\n%s", r)
 	for _, want := range []string{"pre-upgrade hooks failed", `grants[0].hostPorts[0]`, `"80-70"`, `grants[1].nodePorts[0]`} {
 		if !strings.Contains(r.stdout+r.stderr, want) {
 			t.Errorf("helm's output lacks %q:\n%s", want, r)
@@ -139,6 +140,19 @@ func TestBrokenConfigRefusedBeforeItLands(t *testing.T) {
 	hostPort := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hp"},"spec":{"containers":[{"name":"c","image":"x","ports":[{"containerPort":80,"hostPort":8086}]}]}}`
 	if r := kubectlIn(t, hostPort, "create", "--dry-run=server", "-n", "default", "-f", "-"); r.err == nil || !strings.Contains(r.stderr, "host-ports: ") {
 		t.Fatalf("after the refused upgrade a hostPort pod is not denied:\n%s", r)
+	}
+	// The failed check stays for diagnosis (its ConfigMap is gone), until its TTL or the next attempt;
+	// an admin who read it deletes it, as this test does before it uninstalls.
+	job, err := cluster.cs.BatchV1().Jobs(namespace).Get(ctx, release+"-config-check", metav1.GetOptions{})
+	if err != nil || job.Spec.TTLSecondsAfterFinished == nil {
+		t.Fatalf("the failed check's Job: %v %+v", err, job)
+	}
+	if _, err := cluster.cs.CoreV1().ConfigMaps(namespace).Get(ctx, release+"-config-check", metav1.GetOptions{}); err == nil {
+		t.Error("the failed check's ConfigMap was left behind")
+	}
+	background := metav1.DeletePropagationBackground
+	if err := cluster.cs.BatchV1().Jobs(namespace).Delete(ctx, job.Name, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
+		t.Fatal(err)
 	}
 }
 
