@@ -185,6 +185,17 @@ func (h *Handler) mutate(ctx context.Context, req admission.Request, r *review.R
 }
 
 func (h *Handler) errored(ctx context.Context, r *review.Request, err error, start time.Time) admission.Response {
+	if review.IsLimit(err) {
+		// Not a malformed request: an object beyond what one review may hold, refused as a rule would.
+		msg := "portreeve: " + err.Error() + "; fix: split the workload, or ask a cluster admin to raise the limit"
+		logf.FromContext(ctx).Info("over a limit", "error", err.Error())
+		if h.Reviewer.Enforcement() == review.Observe {
+			h.record(r.Kind.Kind, r.Operation, "would_deny", []string{"limits"}, start)
+			return admission.Allowed("").WithWarnings("portreeve would deny (enforcement: observe): " + msg)
+		}
+		h.record(r.Kind.Kind, r.Operation, "denied", []string{"limits"}, start)
+		return forbidden([]policies.Finding{{Rule: "limits", Message: err.Error(), Fix: "split the workload, or ask a cluster admin to raise the limit"}})
+	}
 	code := int32(http.StatusInternalServerError)
 	if review.IsBadRequest(err) {
 		code = http.StatusBadRequest

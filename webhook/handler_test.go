@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"net/http"
 	"slices"
@@ -266,5 +267,34 @@ func BenchmarkValidateHostPortPod(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h.Handle(ctx, req)
+	}
+}
+
+func TestObjectsBeyondALimit(t *testing.T) {
+	var ports []string
+	for i := range 50 {
+		ports = append(ports, fmt.Sprintf(`{"containerPort":%d}`, 1000+i))
+	}
+	pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":[{"name":"a","ports":[` + strings.Join(ports, ",") + `]}]}}`
+	for _, enforcement := range []review.Enforcement{review.Enforce, review.Observe} {
+		t.Run(string(enforcement), func(t *testing.T) {
+			h, rec := newHandler(t, "", false)
+			h.Reviewer.SetLimits(review.Limits{Ports: 10})
+			h.Reviewer.SetEnforcement(enforcement)
+			resp := h.Handle(t.Context(), request("CREATE", "", "Pod", "default", pod))
+			want := "the object has 50 ports, more than the 10 Portreeve reviews in one object (serve --max-ports)"
+			if enforcement == review.Enforce {
+				if resp.Allowed || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, "limits: "+want) {
+					t.Fatalf("want a 403 naming the limit, got %+v", resp.Result)
+				}
+				if !slices.Contains(rec.decisions, "validating/Pod/CREATE/denied/limits") {
+					t.Errorf("not recorded: %v", rec.decisions)
+				}
+				return
+			}
+			if !resp.Allowed || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "portreeve would deny (enforcement: observe): portreeve: "+want) {
+				t.Fatalf("observe must admit with a warning, got %+v %q", resp.Result, resp.Warnings)
+			}
+		})
 	}
 }

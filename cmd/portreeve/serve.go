@@ -66,6 +66,8 @@ type serveOptions struct {
 	InventoryNotReady string
 	// Enforcement is enforce or observe (review.Enforcement).
 	Enforcement string
+	// Limits bound what one review may hold.
+	Limits review.Limits
 	authoringOptions
 	zap zap.Options
 }
@@ -86,6 +88,7 @@ func newServeOptions() *serveOptions {
 		NodePortRange:      "30000-32767",
 		InventoryNotReady:  inventory.NotReadyDeny,
 		Enforcement:        string(review.Enforce),
+		Limits:             review.DefaultLimits,
 		authoringOptions:   defaultAuthoringOptions(),
 	}
 }
@@ -116,6 +119,10 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CPUProfile, "cpu-profile", "", "write a CPU profile (go tool pprof) of the whole run to this file when serve stops")
 	fs.StringVar(&o.NodePortRange, "node-port-range", o.NodePortRange, "the cluster's Service NodePort range (kube-apiserver --service-node-port-range): hostPorts inside it collide with NodePorts")
 	fs.StringVar(&o.InventoryNotReady, "inventory-not-ready", o.InventoryNotReady, "what requests that need the inventory of ports and hosts get before it has synced: deny (with a message saying so) or allow (judged without conflicts)")
+	fs.IntVar(&o.Limits.Containers, "max-containers", o.Limits.Containers, "most containers (init, regular, ephemeral) one pod spec may have; more are refused before the rules run (0: no limit)")
+	fs.IntVar(&o.Limits.Ports, "max-ports", o.Limits.Ports, "most ports one pod spec (all its containers) or Service may have; more are refused before the rules run (0: no limit)")
+	fs.IntVar(&o.Limits.IngressRules, "max-ingress-rules", o.Limits.IngressRules, "most rules and TLS hosts one Ingress may have (0: no limit)")
+	fs.IntVar(&o.Limits.IngressPaths, "max-ingress-paths", o.Limits.IngressPaths, "most paths one Ingress may have (0: no limit)")
 	fs.StringVar(&o.Enforcement, "enforcement", o.Enforcement, "enforce: act on findings by each rule's mode; observe: evaluate and record every rule (metrics, logs, a warning per finding) but deny and rewrite nothing, to adopt Portreeve on a running cluster")
 	o.authoringOptions.addFlags(fs)
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
@@ -150,6 +157,11 @@ func (o *serveOptions) validate() error {
 	}
 	if o.InventoryNotReady != inventory.NotReadyDeny && o.InventoryNotReady != inventory.NotReadyAllow {
 		errs = append(errs, fmt.Errorf("--inventory-not-ready must be deny or allow, got %q", o.InventoryNotReady))
+	}
+	for flag, v := range map[string]int{"--max-containers": o.Limits.Containers, "--max-ports": o.Limits.Ports, "--max-ingress-rules": o.Limits.IngressRules, "--max-ingress-paths": o.Limits.IngressPaths} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must be 0 (no limit) or more, got %d", flag, v))
+		}
 	}
 	if _, err := review.ParseEnforcement(o.Enforcement); err != nil {
 		errs = append(errs, fmt.Errorf("--enforcement: %w", err))
@@ -224,6 +236,7 @@ func serve(ctx context.Context, o *serveOptions) error {
 	reviewer := review.NewReviewer(engine)
 	enforcement, _ := review.ParseEnforcement(o.Enforcement) // validated
 	reviewer.SetEnforcement(enforcement)
+	reviewer.SetLimits(o.Limits)
 
 	restCfg, err := restConfig(o.Kubeconfig)
 	if err != nil {

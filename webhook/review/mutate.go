@@ -100,6 +100,9 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 	if unjudged(in, engine) {
 		return &Mutation{}, nil
 	}
+	if err := r.limits.check(in); err != nil {
+		return nil, err
+	}
 	// With no rule to rewrite this kind of object and none judging it at
 	// this stage, there is nothing to do: spare the facts and the rules (the
 	// validating webhook judges the object all the same).

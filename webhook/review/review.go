@@ -54,6 +54,8 @@ type Reviewer struct {
 	claims sync.Mutex
 	// observe: the installation observes (Observe), findings never deny.
 	observe bool
+	// limits bound what one review may hold (SetLimits).
+	limits Limits
 }
 
 // FactsSource computes the facts of a request from an inventory of the
@@ -270,6 +272,9 @@ func (r *Reviewer) Validate(ctx context.Context, req *Request) (*policies.Decisi
 	engine := r.Engine()
 	if unjudged(in, engine) {
 		return nil, nil
+	}
+	if err := r.limits.check(in); err != nil {
+		return nil, err
 	}
 	record := r.recording(req)
 	if record {
