@@ -2,8 +2,8 @@ package webhook
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
