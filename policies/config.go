@@ -23,6 +23,66 @@ type Config struct {
 	Rules      map[string]RuleConfig `json:"rules,omitempty"`
 	Grants     []Grant               `json:"grants,omitempty"`
 	Exemptions []Exemption           `json:"exemptions,omitempty"`
+	// NamespaceOptOut names who may switch Portreeve off for a namespace (see
+	// NamespaceOptOut); DefaultNamespaceOptOut when unset.
+	NamespaceOptOut *NamespaceOptOut `json:"namespaceOptOut,omitempty"`
+}
+
+// NamespaceOptOut names the subjects who may set the opt-out label on a
+// namespace (the chart's webhook.ignoreLabel): the webhooks never see such a
+// namespace again, so setting it is a cluster admin's act, whoever may create
+// or update namespaces. Any entry of any list matches.
+type NamespaceOptOut struct {
+	Users           []string `json:"users,omitempty"`
+	Groups          []string `json:"groups,omitempty"`
+	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
+}
+
+// DefaultNamespaceOptOut lets the cluster's superusers (system:masters) opt
+// a namespace out, and nobody else.
+var DefaultNamespaceOptOut = NamespaceOptOut{Groups: []string{"system:masters"}}
+
+// OptOut returns who may opt a namespace out.
+func (c *Config) OptOut() NamespaceOptOut {
+	if c.NamespaceOptOut == nil {
+		return DefaultNamespaceOptOut
+	}
+	return *c.NamespaceOptOut
+}
+
+// Allows reports whether u may set the opt-out label.
+func (o NamespaceOptOut) Allows(u User) bool {
+	if slices.Contains(o.Users, u.Username) {
+		return true
+	}
+	for _, g := range u.Groups {
+		if slices.Contains(o.Groups, g) {
+			return true
+		}
+	}
+	if rest, ok := strings.CutPrefix(u.Username, "system:serviceaccount:"); ok {
+		if ns, name, ok := strings.Cut(rest, ":"); ok && slices.Contains(o.ServiceAccounts, ns+"/"+name) {
+			return true
+		}
+	}
+	return false
+}
+
+// String says who may, for messages: "users alice; groups system:masters".
+func (o NamespaceOptOut) String() string {
+	var parts []string
+	for _, l := range []struct {
+		what  string
+		names []string
+	}{{"users", o.Users}, {"groups", o.Groups}, {"service accounts", o.ServiceAccounts}} {
+		if len(l.names) > 0 {
+			parts = append(parts, l.what+" "+strings.Join(l.names, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return "nobody"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // RuleConfig holds the settings of one rule.
@@ -246,6 +306,14 @@ func (c *Config) validate(knownRules []string) []*ConfigError {
 		for j, d := range g.IngressDomains {
 			if err := validateDomain(d); err != nil {
 				bad(fmt.Sprintf("%s.ingressDomains[%d]", key, j), "%v", err)
+			}
+		}
+	}
+	if o := c.NamespaceOptOut; o != nil {
+		for j, sa := range o.ServiceAccounts {
+			ns, name, ok := strings.Cut(sa, "/")
+			if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+				bad(fmt.Sprintf("namespaceOptOut.serviceAccounts[%d]", j), "must be namespace/name, got %q", sa)
 			}
 		}
 	}

@@ -14,7 +14,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 	tests := []struct {
 		name, config, want string
 	}{
-		{"unknown top-level key", head + "rule: {}\n", "policy config: rule: unknown field, did you mean rules? (known: apiVersion, kind, rules, grants, exemptions)"},
+		{"unknown top-level key", head + "rule: {}\n", "policy config: rule: unknown field, did you mean rules? (known: apiVersion, kind, rules, grants, exemptions, namespaceOptOut)"},
 		{"unknown grant key", head + "grants: [{name: a, namespaces: [a], hostPort: [\"80\"]}]\n", "grants[0].hostPort: unknown field, did you mean hostPorts? (known: name, namespaces, serviceAccounts, users"},
 		{"wrong apiVersion", "apiVersion: v1\nkind: PolicyConfig\n", "apiVersion: must be"},
 		{"unknown rule", head + "rules: {host-netwrok: {mode: deny}}\n", "rules.host-netwrok: unknown rule"},
@@ -288,5 +288,46 @@ func TestLoadBalancerRoundTrip(t *testing.T) {
 		if back.Allowed != tc.lb.Allowed || (tc.lb.Allowed && !slices.Equal(back.Classes, tc.lb.Classes)) {
 			t.Errorf("%s read back as %+v, want %+v", b, back, tc.lb)
 		}
+	}
+}
+
+func TestNamespaceOptOut(t *testing.T) {
+	const head = "apiVersion: portreeve.io/v1alpha1\nkind: PolicyConfig\n"
+	tests := []struct {
+		name    string
+		config  string
+		user    User
+		allowed bool
+		says    string
+	}{
+		{"by default a superuser may", "", User{Username: "root", Groups: []string{"system:masters", "system:authenticated"}}, true, "groups system:masters"},
+		{"by default nobody else may", "", User{Username: "alice", Groups: []string{"system:authenticated"}}, false, "groups system:masters"},
+		{"a named user", "namespaceOptOut: {users: [alice]}\n", User{Username: "alice"}, true, "users alice"},
+		{"naming someone replaces the default", "namespaceOptOut: {users: [alice]}\n", User{Username: "root", Groups: []string{"system:masters"}}, false, "users alice"},
+		{"a named group", "namespaceOptOut: {groups: [platform]}\n", User{Username: "bob", Groups: []string{"platform"}}, true, "groups platform"},
+		{"a named service account", "namespaceOptOut: {serviceAccounts: [argocd/argocd-application-controller]}\n",
+			User{Username: "system:serviceaccount:argocd:argocd-application-controller"}, true, "service accounts argocd/argocd-application-controller"},
+		{"another service account", "namespaceOptOut: {serviceAccounts: [argocd/argocd-application-controller]}\n",
+			User{Username: "system:serviceaccount:team-a:argocd-application-controller"}, false, ""},
+		{"nobody", "namespaceOptOut: {}\n", User{Username: "root", Groups: []string{"system:masters"}}, false, "nobody"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(head+tc.config), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := c.OptOut()
+			if got := o.Allows(tc.user); got != tc.allowed {
+				t.Errorf("Allows(%+v) = %v", tc.user, got)
+			}
+			if !strings.Contains(o.String(), tc.says) {
+				t.Errorf("String() = %q, want %q", o.String(), tc.says)
+			}
+		})
+	}
+	if _, err := ParseConfig([]byte(head+"namespaceOptOut: {serviceAccounts: [argocd], user: [x]}\n"), nil); err == nil ||
+		!strings.Contains(err.Error(), "namespaceOptOut.serviceAccounts[0]: must be namespace/name") || !strings.Contains(err.Error(), "namespaceOptOut.user: unknown field") {
+		t.Errorf("bad namespaceOptOut: %v", err)
 	}
 }

@@ -47,7 +47,7 @@ func (o *authoringOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.EvalTimeout, "policy-eval-timeout", o.EvalTimeout, "time budget of one evaluation of the rules; a rule still running then fails by its failure policy")
 	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "how often existing objects are audited against the current rules (metrics portreeve_audit_*); 0 disables the audit")
 	fs.Int64Var(&o.AuditPageSize, "audit-page-size", o.AuditPageSize, "objects per list call of the audit")
-	fs.StringVar(&o.AuditIgnoreLabel, "audit-ignore-label", o.AuditIgnoreLabel, "namespaces with this label are not audited, as the webhook configurations skip them (empty: none)")
+	fs.StringVar(&o.AuditIgnoreLabel, "audit-ignore-label", o.AuditIgnoreLabel, "the namespace opt-out label: namespaces with it are not audited, as the webhook configurations skip them, and only the namespaceOptOut subjects of the configuration may set it (/namespaces) (empty: none)")
 }
 
 func (o *authoringOptions) validate() []error {

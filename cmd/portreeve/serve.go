@@ -69,7 +69,10 @@ type serveOptions struct {
 	// Limits bound what one review may hold.
 	Limits review.Limits
 	authoringOptions
-	zap zap.Options
+	leaderOptions
+	// WebhookTimeouts bound each connection of the webhook server.
+	WebhookTimeouts webhookTimeouts
+	zap             zap.Options
 }
 
 func newServeOptions() *serveOptions {
@@ -90,6 +93,8 @@ func newServeOptions() *serveOptions {
 		Enforcement:        string(review.Enforce),
 		Limits:             review.DefaultLimits,
 		authoringOptions:   defaultAuthoringOptions(),
+		leaderOptions:      defaultLeaderOptions(),
+		WebhookTimeouts:    defaultWebhookTimeouts(),
 	}
 }
 
@@ -125,6 +130,8 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Limits.IngressPaths, "max-ingress-paths", o.Limits.IngressPaths, "most paths one Ingress may have (0: no limit)")
 	fs.StringVar(&o.Enforcement, "enforcement", o.Enforcement, "enforce: act on findings by each rule's mode; observe: evaluate and record every rule (metrics, logs, a warning per finding) but deny and rewrite nothing, to adopt Portreeve on a running cluster")
 	o.authoringOptions.addFlags(fs)
+	o.leaderOptions.addFlags(fs)
+	o.WebhookTimeouts.addFlags(fs)
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
 	o.zap.BindFlags(logFlags)
 	fs.AddGoFlagSet(logFlags)
@@ -167,7 +174,20 @@ func (o *serveOptions) validate() error {
 		errs = append(errs, fmt.Errorf("--enforcement: %w", err))
 	}
 	errs = append(errs, o.authoringOptions.validate()...)
+	errs = append(errs, o.leaderOptions.validate(o.Namespace)...)
+	errs = append(errs, o.WebhookTimeouts.validate()...)
 	return errors.Join(errs...)
+}
+
+// tlsOptions apply --tls-min-version and --enable-http2.
+func (o *serveOptions) tlsOptions(c *tls.Config) {
+	c.MinVersion = tls.VersionTLS12
+	if o.TLSMinVersion == "1.3" {
+		c.MinVersion = tls.VersionTLS13
+	}
+	if !o.EnableHTTP2 {
+		c.NextProtos = []string{"http/1.1"}
+	}
 }
 
 func (o *serveOptions) exempt() []string {
@@ -190,6 +210,7 @@ func newServeCommand() *cobra.Command {
 		Short: "Serve the validating (/validate) and mutating (/mutate) admission webhooks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.leaderElectSet = cmd.Flags().Changed("leader-elect")
 			if err := o.validate(); err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -247,28 +268,29 @@ func serve(ctx context.Context, o *serveOptions) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
-	tlsOpts := []func(*tls.Config){func(c *tls.Config) {
-		c.MinVersion = tls.VersionTLS12
-		if o.TLSMinVersion == "1.3" {
-			c.MinVersion = tls.VersionTLS13
-		}
-		if !o.EnableHTTP2 {
-			c.NextProtos = []string{"http/1.1"}
-		}
-	}}
-	server := webhook.NewServer(webhook.Options{
+	var server webhook.Server = newWebhookServer(webhook.Options{
 		Host:    o.WebhookHost,
 		Port:    o.WebhookPort,
 		CertDir: o.CertDir,
-		TLSOpts: tlsOpts,
-	})
-	mgr, err := ctrl.NewManager(restCfg, manager.Options{
+		TLSOpts: []func(*tls.Config){o.tlsOptions},
+	}, o.WebhookTimeouts)
+	mgrOpts := manager.Options{
 		Scheme:                 scheme,
 		WebhookServer:          server,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeAddress,
 		Cache:                  inventory.CacheOptions(),
-	})
+	}
+	// Every replica serves admission; only the elected one audits.
+	if elect, why := o.leaderElection(); elect {
+		if err := o.useLeaderElection(restCfg, &mgrOpts); err != nil {
+			return err
+		}
+		log.Info("the audit runs on the holder of the Lease", "lease", o.Namespace+"/"+o.LeaderElectionID)
+	} else {
+		log.Info("no leader election", "reason", why)
+	}
+	mgr, err := ctrl.NewManager(restCfg, mgrOpts)
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
@@ -291,12 +313,16 @@ func serve(ctx context.Context, o *serveOptions) error {
 	server.Register("/mutate", &webhook.Admission{Handler: &portreevewebhook.Handler{
 		Mutating: true, Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
 	}, LogConstructor: portreevewebhook.LogConstructor})
+	// The namespace opt-out label (--audit-ignore-label, the chart's webhook.ignoreLabel.key) is an admin's act.
+	server.Register("/namespaces", &webhook.Admission{Handler: &portreevewebhook.OptOutGuard{
+		Reviewer: reviewer, Label: o.AuditIgnoreLabel, Recorder: recorder,
+	}, LogConstructor: portreevewebhook.LogConstructor})
 
 	watcher, err := newConfigWatcher(o, set, reviewer, ruleErrors.Report, ctrlmetrics.Registry)
 	if err != nil {
 		return err
 	}
-	if err := mgr.Add(watcher); err != nil {
+	if err := mgr.Add(everyReplica{watcher}); err != nil {
 		return err
 	}
 	readyChecks := map[string]healthz.Checker{

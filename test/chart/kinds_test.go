@@ -1,10 +1,12 @@
 package chart
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -20,6 +22,9 @@ import (
 func TestChartCoversReviewedKinds(t *testing.T) {
 	r := render(t, "")
 	validating, mutating, _, _ := hooks(r)
+	if h, ok := optOutHook(r); ok {
+		validating = append(validating, h)
+	}
 	sent := func(hs []hook) map[schema.GroupVersionResource]bool {
 		out := map[schema.GroupVersionResource]bool{}
 		for _, h := range hs {
@@ -68,7 +73,7 @@ func TestChartCoversReviewedKinds(t *testing.T) {
 		}
 	}
 	for gvr := range toValidate {
-		if !reviewed[gvr] && gvr.Resource != "pods/ephemeralcontainers" {
+		if !reviewed[gvr] && gvr.Resource != "pods/ephemeralcontainers" && gvr.Resource != "namespaces" { // namespaces: TestOptOutWebhook
 			t.Errorf("the validating webhook is sent %s, which Portreeve does not review", gvr)
 		}
 	}
@@ -78,3 +83,73 @@ func TestChartCoversReviewedKinds(t *testing.T) {
 		}
 	}
 }
+
+const optOutWebhook = "namespaces.portreeve.io"
+
+// optOutHook returns the validating entry that guards the namespace opt-out label.
+func optOutHook(r *rendered) (hook, bool) {
+	for _, o := range r.Objects {
+		if w, ok := o.Typed.(*admissionregistrationv1.ValidatingWebhookConfiguration); ok {
+			for _, h := range w.Webhooks {
+				if h.Name == optOutWebhook {
+					return hook{h.Name, h.ClientConfig, h.Rules, h.FailurePolicy, h.MatchPolicy,
+						h.NamespaceSelector, h.SideEffects, h.TimeoutSeconds, h.AdmissionReviewVersions, h.MatchConditions, nil}, true
+				}
+			}
+		}
+	}
+	return hook{}, false
+}
+
+// TestOptOutWebhook: Namespace writes that set the opt-out label go to
+// /namespaces, whose own selector does not hide a namespace behind the label
+// it checks; without an opt-out label there is nothing to guard.
+func TestOptOutWebhook(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		present bool
+		key     string
+		policy  admissionregistrationv1.FailurePolicyType
+	}{
+		{"defaults", nil, true, "portreeve.io/ignore", admissionregistrationv1.Ignore},
+		{"enforcing", []string{"--set", "enforcement=enforce"}, true, "portreeve.io/ignore", admissionregistrationv1.Fail},
+		{"another key", []string{"--set", "webhook.ignoreLabel.key=example.com/no-portreeve"}, true, "example.com/no-portreeve", admissionregistrationv1.Ignore},
+		{"no opt-out label", []string{"--set", "webhook.ignoreLabel.enabled=false"}, false, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, ok := optOutHook(render(t, "", tc.args...))
+			if ok != tc.present {
+				t.Fatalf("entry present = %v", ok)
+			}
+			if !ok {
+				return
+			}
+			want := []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{"CREATE", "UPDATE"},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"namespaces"}, Scope: ptrTo(admissionregistrationv1.ClusterScope)},
+			}}
+			if !reflect.DeepEqual(h.Rules, want) {
+				t.Errorf("rules %+v", h.Rules)
+			}
+			if h.ClientConfig.Service == nil || *h.ClientConfig.Service.Path != "/namespaces" {
+				t.Errorf("clientConfig %+v", h.ClientConfig)
+			}
+			if h.FailurePolicy == nil || *h.FailurePolicy != tc.policy {
+				t.Errorf("failurePolicy %v, want %s", h.FailurePolicy, tc.policy)
+			}
+			for _, e := range h.NamespaceSelector.MatchExpressions {
+				if e.Operator == "DoesNotExist" {
+					t.Errorf("the selector hides namespaces with %s from the check of that label", e.Key)
+				}
+			}
+			if len(h.MatchConditions) != 1 || !strings.Contains(h.MatchConditions[0].Expression, "'"+tc.key+"' in object.metadata") ||
+				!strings.Contains(h.MatchConditions[0].Expression, "oldObject == null") {
+				t.Errorf("matchConditions %+v", h.MatchConditions)
+			}
+		})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
