@@ -53,6 +53,7 @@ test-unit: ## Unit, Rego and handler tests (the fuzzers' seed corpora run as pla
 .PHONY: fuzz
 fuzz: ## Run every fuzzer for FUZZTIME each (default 10m; outside make test)
 	go test -run XXX -fuzz FuzzReview -fuzztime $(FUZZTIME) ./webhook/review/
+	go test -run XXX -fuzz FuzzHandler -fuzztime $(FUZZTIME) ./webhook/
 	go test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./policies/
 
 .PHONY: test-e2e
