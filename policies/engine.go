@@ -189,8 +189,10 @@ type Options struct {
 	Config *Config
 	// Modules are extra Rego modules (file name to source) that join the built-in ones.
 	Modules map[string]string
-	// EvalTimeout bounds each evaluation of the rules (DefaultEvalTimeout when
-	// 0, no bound when negative). A rule still running when it ends has failed.
+	// EvalTimeout bounds each call that evaluates rules (Evaluate, Rewrites,
+	// Query) as a whole, isolating failing rules included (DefaultEvalTimeout
+	// when 0, no bound when negative). A rule still running when its time is
+	// up has failed; a ctx that ends first ends the call with its error.
 	EvalTimeout time.Duration
 	// OnRuleError is called for each rule that fails to evaluate (logging, metrics).
 	OnRuleError func(RuleError)
@@ -687,7 +689,13 @@ func rewriteProblem(m map[string]any, r Rewrite) error {
 // Query evaluates any query against the engine's modules and configuration
 // with this input, and returns the value of its first expression (nil when
 // undefined). It prepares the query on each call: for offline tools only.
+// The time budget bounds it too: the error is then ErrBudget.
 func (e *Engine) Query(ctx context.Context, query string, in *Input) (any, error) {
+	if e.budget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, e.budget, ErrBudget)
+		defer cancel()
+	}
 	res := e.grants.resolve(in, time.Now())
 	v, release := in.value(&res)
 	defer release()
@@ -698,7 +706,13 @@ func (e *Engine) Query(ctx context.Context, query string, in *Input) (any, error
 		rego.Capabilities(Capabilities()),
 		rego.ParsedInput(v),
 	).Eval(ctx)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(context.Cause(ctx), ErrBudget):
+		return nil, fmt.Errorf("%w (%s)", ErrBudget, e.budget)
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+	default:
 		return nil, err
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -18,6 +20,9 @@ type RuleError struct {
 	Rule          string        `json:"rule"`
 	FailurePolicy FailurePolicy `json:"failurePolicy"`
 	Err           error         `json:"-"`
+	// Timeout is true when the rule failed because the evaluation's time
+	// budget ran out (Err is then ErrBudget) rather than by an error of its own.
+	Timeout bool `json:"timeout,omitempty"`
 }
 
 func (e RuleError) Error() string {
@@ -30,12 +35,23 @@ func (e RuleError) MarshalJSON() ([]byte, error) {
 	if e.Err != nil {
 		msg = e.Err.Error()
 	}
+	timeout := ""
+	if e.Timeout {
+		timeout = `,"timeout":true`
+	}
 	return []byte(`{"rule":` + strconv.Quote(e.Rule) + `,"failurePolicy":` + strconv.Quote(string(e.FailurePolicy)) +
-		`,"error":` + strconv.Quote(msg) + `}`), nil
+		`,"error":` + strconv.Quote(msg) + timeout + `}`), nil
 }
 
 // ErrBudget is the error of a rule that ran out of its evaluation time budget.
 var ErrBudget = errors.New("evaluation time budget exceeded")
+
+// errNoTime is ErrBudget before the evaluation could start.
+var errNoTime = fmt.Errorf("%w: no time left to start", ErrBudget)
+
+// isolationReserve is the share of the budget (a quarter) that the combined
+// evaluation leaves for re-running the rules one by one when it runs out.
+const isolationReserve = 4
 
 // queryKind selects the findings or the rewrites.
 type queryKind int
@@ -50,13 +66,16 @@ type ruleQueries struct {
 	once    [2]sync.Once
 	queries [2]*prepared
 	errs    [2]error
+	// ranOut is set once the rule has run out of time alone: it is re-run
+	// after the other custom rules from then on.
+	ranOut atomic.Bool
 }
 
 // evalIsolated evaluates the plan of the input's family, the fast path. Only
 // when that fails (or is undefined) does it evaluate the rules one by one, so
-// that a failing rule fails alone. It returns an error only when ctx itself
-// ends or the input is bad. The results read the input: call release once
-// they are converted.
+// that a failing rule fails alone. The whole call keeps to one time budget
+// (see isolate). It returns an error only when ctx itself ends or the input
+// is bad. The results read the input: call release once they are converted.
 func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) (_ []tagged, _ map[string]error, release func(), _ error) {
 	now := time.Now()
 	res := e.grants.resolve(in, now)
@@ -71,36 +90,121 @@ func (e *Engine) evalIsolated(ctx context.Context, in *Input, kind queryKind) (_
 		release()
 		return nil, nil, nil, fmt.Errorf("evaluate rules: %w", err)
 	}
-	var failed map[string]error
-	out = out[:0]
-	for _, r := range e.rules {
-		if r.Mode == ModeOff || !r.appliesTo(family) {
-			continue
-		}
-		q, err := e.ruleQuery(r.ID, kind)
-		if err == nil {
-			var one []*ast.Term
-			one, err = e.evalSet(ctx, q, v, now)
-			for _, t := range one {
-				set := ""
-				if obj, ok := t.Value.(ast.Object); ok {
-					if ty := obj.Get(ast.InternedTerm("type")); ty != nil {
-						s, _ := ty.Value.(ast.String)
-						set = string(s)
-					}
-				}
-				out = append(out, tagged{rule: r.ID, set: set, raw: t})
-			}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				release()
-				return nil, nil, nil, fmt.Errorf("evaluate rules: %w", err)
-			}
-			failed = addFailure(failed, r.ID, err)
-		}
+	out, failed, err := e.isolate(ctx, e.isolationGroups(p, &res), kind, v, now, out[:0])
+	if err != nil {
+		release()
+		return nil, nil, nil, err
 	}
 	return out, failed, release, nil
+}
+
+// The groups of rules isolate re-runs, in order.
+const (
+	groupBuiltin = iota // the built-in rules
+	groupCustom         // the custom rules that have never run out of time alone
+	groupSlow           // the custom rules that have
+	groups
+)
+
+// isolationGroups sorts the rules whose output the plan reads, and the
+// request is not exempt from, into the groups isolate re-runs them in; each
+// group is sorted by id.
+func (e *Engine) isolationGroups(p *plan, res *resolved) [groups][]RuleInfo {
+	var out [groups][]RuleInfo
+	for _, r := range e.rules {
+		if res.exempts(r.ID) || !slices.ContainsFunc(p.slots, func(s slot) bool { return s.rule == r.ID }) {
+			continue
+		}
+		g := groupCustom
+		switch {
+		case r.Builtin:
+			g = groupBuiltin
+		case e.perRule[r.ID].ranOut.Load():
+			g = groupSlow
+		}
+		out[g] = append(out[g], r)
+	}
+	return out
+}
+
+// isolate evaluates rules one at a time, group after group, appending their
+// output to out, until the end of the budget of the evaluation that started
+// at now. A built-in rule may use all the time left; a custom rule an even
+// share of it with the rules of its group still to run (time a rule does not
+// use passes on), so the rules known to be slow get only what the others
+// leave. A rule still running when its time is up, or that the budget leaves
+// no time to start, fails with ErrBudget: however many rules are slow, the
+// whole evaluation keeps to its one budget.
+func (e *Engine) isolate(ctx context.Context, todo [groups][]RuleInfo, kind queryKind, v ast.Value, now time.Time, out []tagged) ([]tagged, map[string]error, error) {
+	end := e.budgetEnd(now)
+	var failed map[string]error
+	for g, group := range todo {
+		for i, r := range group {
+			var ruleEnd time.Time // no limit
+			started := time.Now()
+			if !end.IsZero() {
+				left := end.Sub(started)
+				if g != groupBuiltin {
+					left /= time.Duration(len(group) - i)
+				}
+				ruleEnd = started.Add(left)
+			}
+			var one []*ast.Term
+			err := errNoTime
+			if ruleEnd.IsZero() || ruleEnd.After(started) {
+				one, err = e.evalRule(ctx, r.ID, kind, v, now, ruleEnd)
+			}
+			switch {
+			case err == nil:
+				out = appendTagged(out, r.ID, one)
+			case ctx.Err() != nil:
+				return nil, nil, fmt.Errorf("evaluate rules: %w", err)
+			case errors.Is(err, errNoTime):
+				failed = addFailure(failed, r.ID, fmt.Errorf("%w: the request's %s budget ran out before the rule could run alone", ErrBudget, e.budget))
+			case errors.Is(err, ErrBudget):
+				e.perRule[r.ID].ranOut.Store(true)
+				failed = addFailure(failed, r.ID, fmt.Errorf("%w: still running after %s alone (its share of the request's %s budget)", ErrBudget,
+					time.Since(started).Round(time.Millisecond), e.budget))
+			default:
+				failed = addFailure(failed, r.ID, err)
+			}
+		}
+	}
+	return out, failed, nil
+}
+
+// appendTagged appends the output of one rule, each element tagged with the
+// set its "type" names.
+func appendTagged(out []tagged, rule string, terms []*ast.Term) []tagged {
+	for _, t := range terms {
+		set := ""
+		if obj, ok := t.Value.(ast.Object); ok {
+			if ty := obj.Get(ast.InternedTerm("type")); ty != nil {
+				s, _ := ty.Value.(ast.String)
+				set = string(s)
+			}
+		}
+		out = append(out, tagged{rule: rule, set: set, raw: t})
+	}
+	return out
+}
+
+// evalRule evaluates the output of one rule alone, until end (no limit when zero).
+func (e *Engine) evalRule(ctx context.Context, id string, kind queryKind, v ast.Value, now, end time.Time) ([]*ast.Term, error) {
+	q, err := e.ruleQuery(id, kind)
+	if err != nil {
+		return nil, err
+	}
+	return e.evalSet(ctx, q, v, now, end)
+}
+
+// budgetEnd is the end of the budget of an evaluation that started at now
+// (zero when there is no budget).
+func (e *Engine) budgetEnd(now time.Time) time.Time {
+	if e.budget <= 0 {
+		return time.Time{}
+	}
+	return now.Add(e.budget)
 }
 
 func (e *Engine) ruleQuery(id string, kind queryKind) (*prepared, error) {
@@ -143,9 +247,21 @@ func (e *Engine) prepare(query string) (*prepared, error) {
 	return &prepared{body: compiled, qc: qc}, nil
 }
 
-// evalValue evaluates a query within the time budget, at time now, and
-// returns its value, nil when undefined.
-func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now time.Time) (_ ast.Value, err error) {
+// evalValue evaluates the combined query of an evaluation that started at
+// now (a plan), and returns its value, nil when undefined. It may use the
+// budget less the reserve for isolating the rules if it runs out.
+func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now time.Time) (ast.Value, error) {
+	end := e.budgetEnd(now)
+	if !end.IsZero() {
+		end = end.Add(-e.budget / isolationReserve)
+	}
+	return e.evalUntil(ctx, q, v, now, end)
+}
+
+// evalUntil evaluates a query at time now, until end (no limit when zero),
+// and returns its value, nil when undefined. The error is ErrBudget when end
+// cuts it short (or leaves no time to start), and wraps ctx's error when ctx ends.
+func (e *Engine) evalUntil(ctx context.Context, q *prepared, v ast.Value, now, end time.Time) (_ ast.Value, err error) {
 	// The input's maps convert to AST as the rules read them, and the
 	// conversion panics on a value JSON cannot hold (only a Go caller can
 	// pass one): that fails the evaluation, not the process.
@@ -157,8 +273,12 @@ func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now ti
 	// One cancellation for both the caller's context and the time budget.
 	cancel := topdown.NewCancel()
 	var b *budgetTimer
-	if e.budget > 0 {
-		b = startBudget(e.budget, cancel)
+	if !end.IsZero() {
+		left := time.Until(end)
+		if left <= 0 {
+			return nil, errNoTime
+		}
+		b = startBudget(left, cancel)
 		defer b.stop()
 	}
 	if ctx.Done() != nil {
@@ -196,7 +316,7 @@ func (e *Engine) evalValue(ctx context.Context, q *prepared, v ast.Value, now ti
 	})
 	if err != nil {
 		if b != nil && b.ranOut() && ctx.Err() == nil {
-			return nil, fmt.Errorf("%w (%s)", ErrBudget, e.budget)
+			return nil, ErrBudget
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
@@ -263,9 +383,9 @@ func (b *budgetTimer) stop() {
 // would otherwise make an empty map each time; builtins only read it).
 var noMetadata = map[string]any{}
 
-// evalSet evaluates a query whose value is a set, within the time budget.
-func (e *Engine) evalSet(ctx context.Context, q *prepared, v ast.Value, now time.Time) ([]*ast.Term, error) {
-	val, err := e.evalValue(ctx, q, v, now)
+// evalSet evaluates a query whose value is a set, until end (no limit when zero).
+func (e *Engine) evalSet(ctx context.Context, q *prepared, v ast.Value, now, end time.Time) ([]*ast.Term, error) {
+	val, err := e.evalUntil(ctx, q, v, now, end)
 	if err != nil || val == nil {
 		return nil, err
 	}
@@ -288,7 +408,7 @@ func addFailure(failed map[string]error, id string, err error) map[string]error 
 
 // ruleError builds the RuleError of a failed rule and reports it.
 func (e *Engine) ruleError(id string, err error) RuleError {
-	re := RuleError{Rule: id, FailurePolicy: FailDeny, Err: err}
+	re := RuleError{Rule: id, FailurePolicy: FailDeny, Err: err, Timeout: errors.Is(err, ErrBudget)}
 	for _, r := range e.rules {
 		if r.ID == id {
 			re.FailurePolicy = r.FailurePolicy

@@ -22,7 +22,7 @@ import (
 type authoringOptions struct {
 	// PolicyDir holds custom Rego modules (*.rego; *_test.rego are skipped).
 	PolicyDir string
-	// EvalTimeout is the time budget of one evaluation of the rules.
+	// EvalTimeout is the time budget of the whole evaluation of a request by the rules.
 	EvalTimeout time.Duration
 	// AuditInterval is the period of the background audit; 0 disables it.
 	AuditInterval time.Duration
@@ -44,7 +44,7 @@ func defaultAuthoringOptions() authoringOptions {
 func (o *authoringOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PolicyDir, "policy-dir", o.PolicyDir, "folder of custom Rego rules (*.rego; *_test.rego skipped) that join the built-in ones; reloaded when it changes")
 	fs.Int64Var(&maxPolicyBytes, "max-policy-bytes", maxPolicyBytes, "largest policy configuration, custom rule module, and policy folder in all that is read; larger ones are refused at start and on reload (the last good set stays)")
-	fs.DurationVar(&o.EvalTimeout, "policy-eval-timeout", o.EvalTimeout, "time budget of one evaluation of the rules; a rule still running then fails by its failure policy")
+	fs.DurationVar(&o.EvalTimeout, "policy-eval-timeout", o.EvalTimeout, "time budget of the whole evaluation of a request by the rules, re-runs that isolate a failing rule included (keep it well below the webhook timeout); a rule still running then fails by its failure policy")
 	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "how often existing objects are audited against the current rules (metrics portreeve_audit_*); 0 disables the audit")
 	fs.Int64Var(&o.AuditPageSize, "audit-page-size", o.AuditPageSize, "objects per list call of the audit")
 	fs.StringVar(&o.AuditIgnoreLabel, "audit-ignore-label", o.AuditIgnoreLabel, "the namespace opt-out label: namespaces with it are not audited, as the webhook configurations skip them, and only the namespaceOptOut subjects of the configuration may set it (/namespaces) (empty: none)")
@@ -160,12 +160,14 @@ func (o *authoringOptions) newEngine(ctx context.Context, s *policySet, onError 
 	})
 }
 
-// ruleErrorReporter counts rules that fail at evaluation time and logs each
-// failing rule at most once a minute (a broken rule fails on every request).
+// ruleErrorReporter counts rules that fail at evaluation time, and among
+// them those that ran out of the time budget, and logs each failing rule at
+// most once a minute (a broken rule fails on every request).
 type ruleErrorReporter struct {
-	errors *prometheus.CounterVec
-	mu     sync.Mutex
-	logged map[string]time.Time
+	errors   *prometheus.CounterVec
+	timeouts *prometheus.CounterVec
+	mu       sync.Mutex
+	logged   map[string]time.Time
 }
 
 func newRuleErrorReporter(reg prometheus.Registerer) (*ruleErrorReporter, error) {
@@ -174,14 +176,24 @@ func newRuleErrorReporter(reg prometheus.Registerer) (*ruleErrorReporter, error)
 			Name: "portreeve_rule_errors_total",
 			Help: "Evaluations in which a rule failed (error or time budget), by rule and failure policy.",
 		}, []string{"rule", "failure_policy"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portreeve_rule_timeouts_total",
+			Help: "Evaluations in which a rule failed because the time budget (--policy-eval-timeout) ran out, by rule; also counted in portreeve_rule_errors_total.",
+		}, []string{"rule"}),
 		logged: map[string]time.Time{},
 	}
-	return r, reg.Register(r.errors)
+	if err := reg.Register(r.errors); err != nil {
+		return r, err
+	}
+	return r, reg.Register(r.timeouts)
 }
 
 // Report is the engine's OnRuleError hook.
 func (r *ruleErrorReporter) Report(re policies.RuleError) {
 	r.errors.WithLabelValues(re.Rule, string(re.FailurePolicy)).Inc()
+	if re.Timeout {
+		r.timeouts.WithLabelValues(re.Rule).Inc()
+	}
 	r.mu.Lock()
 	now := time.Now()
 	log := now.Sub(r.logged[re.Rule]) > time.Minute
@@ -192,5 +204,9 @@ func (r *ruleErrorReporter) Report(re policies.RuleError) {
 	if !log {
 		return
 	}
-	ctrl.Log.WithName("policy").Error(re.Err, "rule failed to evaluate", "rule", re.Rule, "failurePolicy", re.FailurePolicy)
+	msg := "rule failed to evaluate"
+	if re.Timeout {
+		msg = "rule ran out of the evaluation time budget"
+	}
+	ctrl.Log.WithName("policy").Error(re.Err, msg, "rule", re.Rule, "failurePolicy", re.FailurePolicy, "timeout", re.Timeout)
 }
