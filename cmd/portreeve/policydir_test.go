@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -213,10 +214,14 @@ func TestRuleErrorReporter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		r.Report(policies.RuleError{Rule: "slow", FailurePolicy: policies.FailIgnore, Err: policies.ErrBudget})
+		r.Report(policies.RuleError{Rule: "slow", FailurePolicy: policies.FailIgnore, Err: policies.ErrBudget, Timeout: true})
 	}
-	if v := testutil.ToFloat64(r.errors.WithLabelValues("slow", "ignore")); v != 3 {
+	r.Report(policies.RuleError{Rule: "slow", FailurePolicy: policies.FailIgnore, Err: errors.New("conflict")})
+	if v := testutil.ToFloat64(r.errors.WithLabelValues("slow", "ignore")); v != 4 {
 		t.Errorf("counted %v", v)
+	}
+	if v := testutil.ToFloat64(r.timeouts.WithLabelValues("slow")); v != 3 {
+		t.Errorf("timeouts counted %v, want 3", v)
 	}
 	if len(r.logged) != 1 {
 		t.Errorf("logged %v", r.logged)
