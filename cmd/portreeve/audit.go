@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -442,11 +443,16 @@ type auditLoop struct {
 	m      *auditMetrics
 }
 
-// NeedLeaderElection is false: every replica audits (the counts are gauges).
-func (l *auditLoop) NeedLeaderElection() bool { return false }
+// NeedLeaderElection is true: one replica audits, the holder of the Lease
+// (every replica when serve elects none), so the API load does not grow with
+// the replicas.
+func (l *auditLoop) NeedLeaderElection() bool { return true }
 
 // Start audits once the caches have synced, then every interval.
 func (l *auditLoop) Start(ctx context.Context) error {
+	ctrl.Log.WithName("audit").Info("this replica audits", "interval", l.interval.String())
+	l.m.leader.Set(1)
+	defer l.m.leader.Set(0)
 	if !l.synced(ctx) {
 		return nil
 	}
@@ -481,16 +487,47 @@ func (l *auditLoop) once(ctx context.Context) {
 
 // auditMetrics are the background audit's metrics. Labels stay bounded: rule
 // and result only, never namespaces or names (portreeve audit lists those).
+// Only portreeve_audit_leader is exported from the start; the others once
+// this replica has run an audit, so a replica that does not audit shows no
+// results, rather than zero findings and a last run in 1970.
 type auditMetrics struct {
+	leader   prometheus.Gauge
 	findings *prometheus.GaugeVec
 	objects  prometheus.Gauge
 	lastRun  prometheus.Gauge
 	duration prometheus.Gauge
 	runs     *prometheus.CounterVec
+	results  *afterFirstRun
+}
+
+// afterFirstRun collects its collectors once open.
+type afterFirstRun struct {
+	open       atomic.Bool
+	collectors []prometheus.Collector
+}
+
+func (a *afterFirstRun) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range a.collectors {
+		c.Describe(ch)
+	}
+}
+
+func (a *afterFirstRun) Collect(ch chan<- prometheus.Metric) {
+	if !a.open.Load() {
+		return
+	}
+	for _, c := range a.collectors {
+		c.Collect(ch)
+	}
 }
 
 func newAuditMetrics(reg prometheus.Registerer) (*auditMetrics, error) {
 	m := &auditMetrics{
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portreeve_audit_leader",
+			Help: "1 on the replica that runs the background audit (the holder of the audit's Lease, or every replica " +
+				"with --leader-elect=false), 0 on the others. The other portreeve_audit_* metrics exist only where an audit ran.",
+		}),
 		findings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "portreeve_audit_violations",
 			Help: "Existing objects that a rule would deny, rewrite, flag in dryrun or warn mode, or fail on (result), " +
@@ -513,7 +550,8 @@ func newAuditMetrics(reg prometheus.Registerer) (*auditMetrics, error) {
 			Help: "Audit runs by result: success, partial (some kinds or objects could not be listed or reviewed), failure.",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.findings, m.objects, m.lastRun, m.duration, m.runs} {
+	m.results = &afterFirstRun{collectors: []prometheus.Collector{m.findings, m.objects, m.lastRun, m.duration, m.runs}}
+	for _, c := range []prometheus.Collector{m.leader, m.results} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -523,6 +561,7 @@ func newAuditMetrics(reg prometheus.Registerer) (*auditMetrics, error) {
 
 func (m *auditMetrics) record(sum *auditSummary, err error, rules []policies.RuleInfo, took time.Duration) {
 	log := ctrl.Log.WithName("audit")
+	m.results.open.Store(true)
 	if err != nil {
 		m.runs.WithLabelValues("failure").Inc()
 		log.Error(err, "audit failed")

@@ -229,10 +229,19 @@ func TestAuditMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Before its first run a replica exports only whether it audits.
+	if got := metricNames(t, reg); !slices.Equal(got, []string{"portreeve_audit_leader"}) {
+		t.Errorf("before the first run: %v", got)
+	}
 	rules := []policies.RuleInfo{{ID: "host-network"}, {ID: "lb-internal"}}
 	m.record(&auditSummary{Scanned: 5, Counts: map[string]map[string]int{"lb-internal": {"dryrun": 3}}}, nil, rules, time.Second)
 	if v := testutil.ToFloat64(m.findings.WithLabelValues("lb-internal", "dryrun")); v != 3 {
 		t.Errorf("lb-internal dryrun = %v", v)
+	}
+	want := []string{"portreeve_audit_duration_seconds", "portreeve_audit_last_run_timestamp_seconds", "portreeve_audit_leader",
+		"portreeve_audit_objects", "portreeve_audit_runs_total", "portreeve_audit_violations"}
+	if got := metricNames(t, reg); !slices.Equal(got, want) {
+		t.Errorf("after a run: %v, want %v", got, want)
 	}
 	if v := testutil.ToFloat64(m.findings.WithLabelValues("host-network", "deny")); v != 0 {
 		t.Errorf("host-network deny = %v", v)
@@ -251,5 +260,55 @@ func TestAuditMetrics(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(m.objects); v != 5 {
 		t.Errorf("objects = %v", v)
+	}
+}
+
+// metricNames lists the metric families reg exports, sorted.
+func metricNames(t *testing.T, reg *prometheus.Registry) []string {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range families {
+		names = append(names, f.GetName())
+	}
+	return names
+}
+
+// TestAuditLoopMarksTheLeader: the loop, started only on the elected
+// replica, sets portreeve_audit_leader while it runs.
+func TestAuditLoopMarksTheLeader(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newAuditMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced := make(chan struct{})
+	l := &auditLoop{m: m, interval: time.Minute, synced: func(ctx context.Context) bool {
+		close(synced)
+		<-ctx.Done()
+		return false
+	}}
+	if !l.NeedLeaderElection() {
+		t.Error("the audit runs on every replica")
+	}
+	if v := testutil.ToFloat64(m.leader); v != 0 {
+		t.Errorf("leader = %v before the loop started", v)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- l.Start(ctx) }()
+	<-synced
+	if v := testutil.ToFloat64(m.leader); v != 1 {
+		t.Errorf("leader = %v while the loop runs", v)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if v := testutil.ToFloat64(m.leader); v != 0 {
+		t.Errorf("leader = %v after the loop stopped", v)
 	}
 }

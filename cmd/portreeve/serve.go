@@ -35,6 +35,10 @@ import (
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
+// reviewDeadlineMargin is how long before the apiserver's webhook timeout a
+// review's context ends: time to encode and send the answer.
+const reviewDeadlineMargin = 500 * time.Millisecond
+
 // serveOptions are the flags of `portreeve serve`; defaults match the chart.
 type serveOptions struct {
 	Kubeconfig         string
@@ -174,7 +178,7 @@ func (o *serveOptions) validate() error {
 		errs = append(errs, fmt.Errorf("--enforcement: %w", err))
 	}
 	errs = append(errs, o.authoringOptions.validate()...)
-	errs = append(errs, o.leaderOptions.validate(o.Namespace)...)
+	errs = append(errs, o.validateLeaderElection()...)
 	errs = append(errs, o.WebhookTimeouts.validate()...)
 	return errors.Join(errs...)
 }
@@ -286,7 +290,7 @@ func serve(ctx context.Context, o *serveOptions) error {
 		if err := o.useLeaderElection(restCfg, &mgrOpts); err != nil {
 			return err
 		}
-		log.Info("the audit runs on the holder of the Lease", "lease", o.Namespace+"/"+o.LeaderElectionID)
+		log.Info("the audit runs on the holder of the Lease", "lease", o.Namespace+"/"+o.leaseName())
 	} else {
 		log.Info("no leader election", "reason", why)
 	}
@@ -307,16 +311,20 @@ func serve(ctx context.Context, o *serveOptions) error {
 	}
 	namespaces := &cachedNamespaces{reader: mgr.GetClient()}
 	exempt := o.exempt()
-	server.Register("/validate", &webhook.Admission{Handler: &portreevewebhook.Handler{
+	// Each review ends before the apiserver stops waiting for it (its ?timeout=), so it always gets an answer.
+	deadline := func(h http.Handler) http.Handler {
+		return portreevewebhook.WithRequestDeadline(h, reviewDeadlineMargin)
+	}
+	server.Register("/validate", deadline(&webhook.Admission{Handler: &portreevewebhook.Handler{
 		Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
-	}, LogConstructor: portreevewebhook.LogConstructor})
-	server.Register("/mutate", &webhook.Admission{Handler: &portreevewebhook.Handler{
+	}, LogConstructor: portreevewebhook.LogConstructor}))
+	server.Register("/mutate", deadline(&webhook.Admission{Handler: &portreevewebhook.Handler{
 		Mutating: true, Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
-	}, LogConstructor: portreevewebhook.LogConstructor})
+	}, LogConstructor: portreevewebhook.LogConstructor}))
 	// The namespace opt-out label (--audit-ignore-label, the chart's webhook.ignoreLabel.key) is an admin's act.
-	server.Register("/namespaces", &webhook.Admission{Handler: &portreevewebhook.OptOutGuard{
+	server.Register("/namespaces", deadline(&webhook.Admission{Handler: &portreevewebhook.OptOutGuard{
 		Reviewer: reviewer, Label: o.AuditIgnoreLabel, Recorder: recorder,
-	}, LogConstructor: portreevewebhook.LogConstructor})
+	}, LogConstructor: portreevewebhook.LogConstructor}))
 
 	watcher, err := newConfigWatcher(o, set, reviewer, ruleErrors.Report, ctrlmetrics.Registry)
 	if err != nil {

@@ -779,6 +779,10 @@ func checkRBAC(t *testing.T, r *rendered, fullname string) {
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{fullname + "-cert"},
 			Verbs: []string{"get", "list", "watch", "update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: read},
+		// The audit's leader election: serve's Lease is <--webhook-config-name>-audit.
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{fullname + "-audit"},
+			Verbs: []string{"get", "update"}},
 	}
 	cr := one[rbacv1.ClusterRole](t, r, "ClusterRole")
 	if cr.Name != fullname || !reflect.DeepEqual(cr.Rules, wantCluster) {
@@ -787,6 +791,20 @@ func checkRBAC(t *testing.T, r *rendered, fullname string) {
 	role := one[rbacv1.Role](t, r, "Role")
 	if role.Name != fullname || role.Namespace != releaseNamespace || !reflect.DeepEqual(role.Rules, wantRole) {
 		t.Errorf("Role %s/%s rules\n got %+v\nwant %+v", role.Namespace, role.Name, role.Rules, wantRole)
+	}
+	// The Lease the Role names is the one serve uses with the chart's flags:
+	// --leader-election-id, else --webhook-config-name + "-audit".
+	lease := ""
+	for _, a := range one[appsv1.Deployment](t, r, "Deployment").Spec.Template.Spec.Containers[0].Args {
+		if v, ok := strings.CutPrefix(a, "--webhook-config-name="); ok && lease == "" {
+			lease = v + "-audit"
+		}
+		if v, ok := strings.CutPrefix(a, "--leader-election-id="); ok {
+			lease = v
+		}
+	}
+	if lease != fullname+"-audit" {
+		t.Errorf("serve elects the auditor with the Lease %q, the Role allows %q", lease, fullname+"-audit")
 	}
 	// Secrets never appear cluster-wide, webhook configurations never without resourceNames.
 	for _, rule := range cr.Rules {

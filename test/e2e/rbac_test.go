@@ -11,6 +11,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -67,11 +68,12 @@ func testMissingPermissions(t *testing.T, r *release, kubeconfig string) {
 
 // mustHave reports whether Portreeve cannot work without rule: the Secret
 // it keeps its certificates in, the webhook configurations it injects the
-// CA into, and the namespaces and pods its inventory and handlers read.
+// CA into, the namespaces and pods its inventory and handlers read, and the
+// Lease that elects the replica that audits (created, read and renewed).
 func mustHave(rule rbacv1.PolicyRule) bool {
 	for _, res := range rule.Resources {
 		switch res {
-		case "validatingwebhookconfigurations", "namespaces", "pods":
+		case "validatingwebhookconfigurations", "namespaces", "pods", "leases":
 			return true
 		case "secrets":
 			if len(rule.ResourceNames) > 0 {
@@ -185,6 +187,12 @@ func (r *release) verifyServe(ctx context.Context, kubeconfig string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// Each run elects its auditor from scratch: the Lease is created, read
+	// and renewed.
+	err = r.cs.CoordinationV1().Leases(chartNamespace).Delete(ctx, chartAuditLease, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
 	s, err := r.startServe(ctx, dir, kubeconfig, "--cert-ip-addresses=127.0.0.1")
 	if err != nil {
 		return err
@@ -203,5 +211,46 @@ func (r *release) verifyServe(ctx context.Context, kubeconfig string) error {
 		}
 		return err
 	}
-	return nil
+	return r.waitAuditor(ctx, s, 30*time.Second)
+}
+
+// chartAuditLease is the Lease serve elects its auditor with, under the
+// chart's flags (<--webhook-config-name>-audit).
+const chartAuditLease = chartRelease + "-audit"
+
+// waitAuditor waits until s audits (portreeve_audit_leader 1) and has
+// renewed the Lease it holds at least once, and gives up once a request
+// was forbidden.
+func (r *release) waitAuditor(ctx context.Context, s *hostServe, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := "no metrics"
+	for {
+		if f := s.forbidden(); f != nil {
+			return f
+		}
+		if page, err := fetchMetrics(s.metricsURL); err == nil {
+			last = "not the auditor"
+			if v, ok := seriesValue(page, "portreeve_audit_leader"); ok && v == 1 {
+				lease, err := r.cs.CoordinationV1().Leases(chartNamespace).Get(ctx, chartAuditLease, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				spec := lease.Spec
+				if spec.AcquireTime != nil && spec.RenewTime != nil && spec.RenewTime.After(spec.AcquireTime.Time) {
+					return nil
+				}
+				last = "the auditor has not renewed its Lease yet"
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no auditor within %s: %s", timeout, last)
+		}
+		select {
+		case <-s.Done():
+			return fmt.Errorf("portreeve serve exited: %v", s.WaitErr())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
