@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -306,7 +307,186 @@ func TestBenchInventoryFacts(t *testing.T) {
 	if f := bi.inv.Facts(input(t, serviceKind, "team-07", service("new", ", nodePort: 30001")), cfg); len(f.NodePortConflicts) != 1 {
 		t.Errorf("nodePort conflicts: %+v", f.NodePortConflicts)
 	}
-	if f := bi.inv.Facts(input(t, ingressKind, "team-08", ingressYAML("new", "*.team-07.example.com/")), cfg); len(f.IngressConflicts) != 1 || len(f.IngressConflicts[0].Holders) != benchIngresses/benchNamespaces {
-		t.Errorf("wildcard ingress conflicts: %d holders", len(f.IngressConflicts[0].Holders))
+	wildcard := input(t, ingressKind, "team-08", ingressYAML("new", "*.team-07.example.com/"))
+	if f := bi.inv.Facts(wildcard, cfg); len(f.IngressConflicts) != 1 || len(f.IngressConflicts[0].Holders) != maxHolders {
+		t.Errorf("wildcard ingress conflicts: %+v", f.IngressConflicts)
+	}
+	if _, n := hostHoldersOf(bi.inv, wildcard); n != benchIngresses/benchNamespaces {
+		t.Errorf("wildcard ingress conflicts: %d holders", n)
+	}
+}
+
+// TestHolderBenchFacts checks that BenchmarkFactsHolders's requests meet as
+// many holders as they are named for.
+func TestHolderBenchFacts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 100,000 objects")
+	}
+	inv := sharedHolderBench(t)
+	if objects, _ := inv.index.Len(); objects != holderBenchObjects {
+		t.Errorf("%d objects in the index, want %d", objects, holderBenchObjects)
+	}
+	for _, n := range holderBenchCounts {
+		for _, rq := range holderBenchRequests(n) {
+			in := input(t, rq.kind, "req", rq.obj)
+			var got int
+			want := n
+			switch rq.name {
+			case "ingress":
+				_, got = hostHoldersOf(inv, in)
+			case "pinned-pod":
+				_, got = portHoldersOf(inv, in)
+				// Not the other pools, nor the other named nodes.
+				want = 0
+				for i := range n {
+					meets := true
+					switch i % 4 {
+					case 1:
+						meets = holderBenchNode(i) == "node-005"
+					case 2:
+						meets = holderBenchPool(i) == "pool-1"
+					}
+					if meets {
+						want++
+					}
+				}
+			default:
+				_, got = portHoldersOf(inv, in)
+			}
+			if got != want {
+				t.Errorf("%s with %d holders: meets %d, want %d", rq.name, n, got, want)
+			}
+		}
+	}
+}
+
+// The holders benchmark: one index of 100,000 objects in which one hostPort
+// (and one Ingress host) is held by 10, another by 1,000 and another by
+// 10,000 holders, as when many pods were admitted while host-port-conflicts
+// was in dryrun. The holders of a port are spread over node scopes: pods
+// that name no node, pods on one of 500 named nodes, pods with one of three
+// node selectors, and DaemonSet templates.
+const (
+	holderBenchObjects = 100000
+	holderBenchNodes   = 500
+)
+
+var holderBenchCounts = []int{10, 1000, 10000}
+
+// holderBenchPort is the hostPort that n holders hold (8080, 8180, 8280),
+// and holderBenchHost the Ingress host that n Ingresses of other namespaces
+// claim.
+func holderBenchPort(n int) int32 { return int32(8080 + 100*slices.Index(holderBenchCounts, n)) }
+
+func holderBenchHost(n int) string             { return fmt.Sprintf("h%d.example.com", n) }
+func holderBenchNS(i int) string               { return fmt.Sprintf("ns-%03d", i%200) }
+func holderBenchNode(i int) string             { return fmt.Sprintf("node-%03d", i%holderBenchNodes) }
+func holderBenchPool(i int) string             { return fmt.Sprintf("pool-%d", i%3) }
+func holderBenchName(port int32, i int) string { return fmt.Sprintf("holder-%d-%05d", port, i) }
+
+func loadHolderBench(tb testing.TB) *Inventory {
+	inv := New(Options{})
+	inv.MarkSynced()
+	h := handler{index: inv.index}
+	objects := 0
+	add := func(obj any) {
+		slim, err := transform(obj)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		h.OnAdd(slim, true)
+		objects++
+	}
+	for _, n := range holderBenchCounts {
+		port := holderBenchPort(n)
+		for i := range n {
+			m := meta(holderBenchNS(i), holderBenchName(port, i))
+			switch i % 4 {
+			case 0:
+				add(pod(m, podSpec("", nil, hp(port))))
+			case 1:
+				add(pod(m, podSpec(holderBenchNode(i), nil, hp(port))))
+			case 2:
+				add(pod(m, podSpec("", map[string]string{"pool": holderBenchPool(i)}, hp(port))))
+			case 3:
+				add(daemonSet(m, podSpec("", nil, hp(port))))
+			}
+			add(ingress(meta(holderBenchNS(i), fmt.Sprintf("ing-%d-%05d", n, i)), rule(holderBenchHost(n), "/")))
+		}
+	}
+	// Everything else holds other ports and hosts.
+	for i := 0; objects < holderBenchObjects; i++ {
+		m := meta(holderBenchNS(i), fmt.Sprintf("other-%06d", i))
+		switch i % 20 {
+		case 0:
+			add(nodePortService(m, int32(30000+i%2768)))
+		case 1:
+			add(ingress(m, rule(fmt.Sprintf("app-%06d.%s.example.com", i, holderBenchNS(i)), "/", "/api")))
+		default:
+			add(pod(m, podSpec(holderBenchNode(i), nil, hp(int32(9000+i%1000)))))
+		}
+	}
+	return inv
+}
+
+var (
+	holderBenchOnce sync.Once
+	holderBenchInv  *Inventory
+)
+
+func sharedHolderBench(tb testing.TB) *Inventory {
+	holderBenchOnce.Do(func() { holderBenchInv = loadHolderBench(tb) })
+	return holderBenchInv
+}
+
+// holderBenchRequests are the requests of BenchmarkFactsHolders for a port
+// (and host) with n holders: a pod that names no node (it conflicts with
+// every holder), a pod pinned to a node with a node selector (it conflicts
+// with the holders that name no node and no other pool, and those on its
+// node), and an Ingress for the whole host from a namespace of its own.
+func holderBenchRequests(n int) []struct {
+	name string
+	kind policies.GroupVersionKind
+	obj  string
+} {
+	port := fmt.Sprint(holderBenchPort(n))
+	anyPod := strings.ReplaceAll(hostPortPod(""), "9100", port)
+	pinned := strings.ReplaceAll(hostPortPod("nodeName: node-005\n  nodeSelector: {pool: pool-1}"), "9100", port)
+	return []struct {
+		name string
+		kind policies.GroupVersionKind
+		obj  string
+	}{
+		{"pod", podKind, anyPod},
+		{"pinned-pod", podKind, pinned},
+		{"ingress", ingressKind, ingressYAML("new", holderBenchHost(n)+"/")},
+	}
+}
+
+const holderBenchConfig = `
+grants:
+  - {name: req, namespaces: [req], hostPorts: ["8000-8099"]}
+`
+
+// BenchmarkFactsHolders computes the facts of one request whose port (or
+// host) 10, 1,000 and 10,000 others hold, in an index of 100,000 objects.
+//
+//	go test -run XXX -bench FactsHolders -count 5 ./webhook/inventory/
+func BenchmarkFactsHolders(b *testing.B) {
+	inv := sharedHolderBench(b)
+	cfg := config(b, holderBenchConfig)
+	for _, n := range holderBenchCounts {
+		for _, rq := range holderBenchRequests(n) {
+			b.Run(fmt.Sprintf("%s/holders=%d", rq.name, n), func(b *testing.B) {
+				in := input(b, rq.kind, "req", rq.obj)
+				if f := inv.Facts(in, cfg); len(f.HostPortConflicts)+len(f.IngressConflicts) == 0 {
+					b.Fatal("no conflict")
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					inv.Facts(in, cfg)
+				}
+			})
+		}
 	}
 }

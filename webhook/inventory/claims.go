@@ -118,6 +118,9 @@ type claims struct {
 	// owner is the controller owner (empty for none); the holder is the
 	// owner's own owner when the index knows it (ReplicaSet -> Deployment).
 	owner ref
+	// top is the top owner the index names as the holder of the host
+	// ports (set when they are indexed).
+	top objectKey
 	// resourceVersion of the object the informer saw (pending: of the old object).
 	resourceVersion string
 	scope           nodeScope

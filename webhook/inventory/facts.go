@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/portreeve/portreeve/policies"
@@ -83,24 +84,86 @@ func (g *grant) mayApply(namespace string, now time.Time) bool {
 	return false
 }
 
+// maxHolders bounds the holders listed per conflict: the first by
+// namespace, kind and name. The rules name five and count the others
+// listed; the index counts them all.
+const maxHolders = 10
+
+// firstHolders keeps the first limit holders it is offered, in the order of
+// policies.SortHolders, once each: pending when every offer of it was.
+type firstHolders struct {
+	limit int
+	hs    []policies.Holder
+}
+
+// after reports whether a holder named k can no longer enter: the list is
+// full and k sorts after its last entry. Candidates offered in order stop
+// there.
+func (f *firstHolders) after(k objectKey) bool {
+	if len(f.hs) < f.limit {
+		return false
+	}
+	if f.limit == 0 {
+		return true
+	}
+	last := f.hs[len(f.hs)-1]
+	return compareKeys(k, objectKey{kind: last.Kind, namespace: last.Namespace, name: last.Name}) > 0
+}
+
+func (f *firstHolders) offer(h policies.Holder) {
+	if n := len(f.hs); n == 0 || compareHolders(f.hs[n-1], h) < 0 {
+		// After the last: the common case, holders offered in order.
+		if n < f.limit {
+			if f.hs == nil {
+				f.hs = make([]policies.Holder, 0, f.limit)
+			}
+			f.hs = append(f.hs, h)
+		}
+		return
+	}
+	i, found := slices.BinarySearchFunc(f.hs, h, compareHolders)
+	switch {
+	case found:
+		f.hs[i].Pending = f.hs[i].Pending && h.Pending
+	case i < f.limit:
+		if f.hs == nil {
+			f.hs = make([]policies.Holder, 0, f.limit)
+		}
+		if len(f.hs) == f.limit {
+			f.hs = f.hs[:len(f.hs)-1]
+		}
+		f.hs = slices.Insert(f.hs, i, h)
+	}
+}
+
+// compareHolders orders holders as policies.SortHolders does.
+func compareHolders(a, b policies.Holder) int {
+	if c := compareKeys(objectKey{kind: a.Kind, namespace: a.Namespace, name: a.Name}, objectKey{kind: b.Kind, namespace: b.Namespace, name: b.Name}); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Claim, b.Claim)
+}
+
 // computeFacts fills f with the conflicts of req and free ports for it.
 func (x *Index) computeFacts(req *request, grants []grant, nodePortRange policies.PortSpan, now time.Time, f *policies.Facts) {
+	x.expireDue(now)
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	self := x.resolve(req.holder)
-	inRange := false
-	for _, hp := range req.hostPorts {
-		holders := x.hostPortHolders(req, self, hp, now)
-		if len(holders) > 0 {
+	var ref *hostPort // the first hostPort held or in the NodePort range
+	for i, hp := range req.hostPorts {
+		holders, n := x.hostPortHolders(req, self, hp, now, maxHolders)
+		if n > 0 {
 			f.HostPortConflicts = append(f.HostPortConflicts, policies.HostPortConflict{
-				Port: int(hp.port), Protocol: hp.protocol, HostIP: hp.hostIP, Field: hp.field,
-				Holders: policies.SortHolders(holders),
+				Port: int(hp.port), Protocol: hp.protocol, HostIP: hp.hostIP, Field: hp.field, Holders: holders,
 			})
 		}
-		inRange = inRange || within(hp.port, nodePortRange)
+		if ref == nil && (n > 0 || within(hp.port, nodePortRange)) {
+			ref = &req.hostPorts[i]
+		}
 	}
-	if len(f.HostPortConflicts) > 0 || inRange {
-		f.FreeHostPorts = x.freeHostPorts(req, self, grants, nodePortRange, now)
+	if ref != nil {
+		f.FreeHostPorts = x.freeHostPorts(req, self, *ref, grants, nodePortRange, now)
 	}
 	for _, np := range req.nodePorts {
 		if h, ok := x.nodePortHolder(req, np, now); ok {
@@ -111,9 +174,9 @@ func (x *Index) computeFacts(req *request, grants []grant, nodePortRange policie
 		f.FreeNodePorts = x.freeNodePorts(req, grants, nodePortRange, now)
 	}
 	for _, h := range req.hosts {
-		if holders := x.hostHolders(req, h, now); len(holders) > 0 {
+		if holders, n := x.hostHolders(req, h, now, maxHolders); n > 0 {
 			f.IngressConflicts = append(f.IngressConflicts, policies.IngressConflict{
-				Host: h.host, Path: h.path, Field: h.field, Holders: policies.SortHolders(holders),
+				Host: h.host, Path: h.path, Field: h.field, Holders: holders,
 			})
 		}
 	}
@@ -128,78 +191,6 @@ func (x *Index) resolve(g objectKey) objectKey {
 		}
 	}
 	return g
-}
-
-// hostPortHolders lists who else holds hp on a node req can run on: one
-// entry per holder.
-func (x *Index) hostPortHolders(req *request, self objectKey, hp hostPort, now time.Time) []policies.Holder {
-	var out []policies.Holder
-	x.visitHostPortHolders(req, self, hp, now, func(holder objectKey, c *claims, service bool) bool {
-		claim := fmt.Sprintf("hostPort %d/%s", hp.port, hp.protocol)
-		if service {
-			claim = fmt.Sprintf("nodePort %d/%s on every node", hp.port, hp.protocol)
-		}
-		out = append(out, policies.Holder{
-			Namespace: holder.namespace, Kind: holder.kind, Name: holder.name, Claim: claim, Pending: c.pending,
-		})
-		return true
-	})
-	return out
-}
-
-// hostPortHeld reports whether anyone else holds hp on a node req can run on.
-func (x *Index) hostPortHeld(req *request, self objectKey, hp hostPort, now time.Time) bool {
-	held := false
-	x.visitHostPortHolders(req, self, hp, now, func(objectKey, *claims, bool) bool {
-		held = true
-		return false
-	})
-	return held
-}
-
-// visitHostPortHolders calls visit once per holder of hp (the first claim of
-// each that can share a node with req), and once per Service whose nodePort
-// is hp (kube-proxy listens on it on every node), until visit returns false.
-func (x *Index) visitHostPortHolders(req *request, self objectKey, hp hostPort, now time.Time, visit func(holder objectKey, c *claims, service bool) bool) {
-	for g, ms := range x.hostPorts[portKey{protocol: hp.protocol, port: hp.port}] {
-		holder := x.resolve(g)
-		if holder == self {
-			continue
-		}
-		for c := range ms {
-			if c.key == req.key || !c.live(now) || !c.scope.overlaps(req.scope) || !c.bindsOverlapping(hp) {
-				continue
-			}
-			if !visit(holder, c, false) {
-				return
-			}
-			break
-		}
-	}
-	for c := range x.nodePorts[hp.port] {
-		if c.key == req.key || !c.live(now) {
-			continue
-		}
-		for _, np := range c.nodePorts {
-			if np.port == hp.port && np.protocol == hp.protocol {
-				if !visit(c.key, c, true) {
-					return
-				}
-				break
-			}
-		}
-	}
-}
-
-// bindsOverlapping reports whether c binds hp's (protocol, port) on an
-// overlapping hostIP.
-func (c *claims) bindsOverlapping(hp hostPort) bool {
-	for _, o := range c.hostPorts {
-		if o.port == hp.port && o.protocol == hp.protocol && hostIPsOverlap(o.hostIP, hp.hostIP) {
-			return true
-		}
-	}
-	return false
 }
 
 // nodePortHolder returns the other Service that holds np (the first by name
@@ -262,16 +253,10 @@ func (x *Index) freeNodePorts(req *request, grants []grant, npr policies.PortSpa
 
 // freeHostPorts suggests, per grant with hostPorts that may apply, a few
 // ports of its ranges that no claim on a node req can run on holds, for the
-// protocol and hostIP of req's first conflicting (or in NodePort range)
-// hostPort, outside the NodePort range.
-func (x *Index) freeHostPorts(req *request, self objectKey, grants []grant, npr policies.PortSpan, now time.Time) map[string][]int {
-	var ref hostPort
-	for _, hp := range req.hostPorts {
-		if within(hp.port, npr) || x.hostPortHeld(req, self, hp, now) {
-			ref = hp
-			break
-		}
-	}
+// protocol and hostIP of ref (req's first conflicting, or in NodePort range,
+// hostPort), outside the NodePort range. A probe of a port nobody holds reads
+// one bit; one of a held port looks at its buckets, not at its holders.
+func (x *Index) freeHostPorts(req *request, self objectKey, ref hostPort, grants []grant, npr policies.PortSpan, now time.Time) map[string][]int {
 	own := func(p int32) bool {
 		for _, hp := range req.hostPorts {
 			if hp.port == p {
@@ -304,41 +289,6 @@ func (x *Index) freeHostPorts(req *request, self objectKey, grants []grant, npr 
 			}
 		}
 		out[g.name] = ports
-	}
-	return out
-}
-
-// hostHolders lists the Ingresses of other namespaces that claim h's host
-// (exactly, or through a wildcard either way) on an overlapping path.
-func (x *Index) hostHolders(req *request, h hostPath, now time.Time) []policies.Holder {
-	var out []policies.Holder
-	check := func(host string) {
-		for c := range x.hosts[host] {
-			if c.key.namespace == req.key.namespace || c.key == req.key || !c.live(now) {
-				continue
-			}
-			for _, o := range c.hosts {
-				if o.host == host && pathsOverlap(h, o) {
-					out = append(out, policies.Holder{
-						Namespace: c.key.namespace, Kind: c.key.kind, Name: c.key.name,
-						Claim: fmt.Sprintf("host %s path %s", o.host, o.path), Pending: c.pending,
-					})
-					break // one entry per Ingress
-				}
-			}
-		}
-	}
-	check(h.host)
-	parent := parentDomain(h.host)
-	switch {
-	case parent == "":
-	case isWildcard(h.host):
-		// *.example.com covers every host one label below example.com.
-		for child := range x.children[parent] {
-			check(child)
-		}
-	default:
-		check("*." + parent)
 	}
 	return out
 }

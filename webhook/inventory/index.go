@@ -1,7 +1,9 @@
 package inventory
 
 import (
+	"maps"
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 )
@@ -12,7 +14,7 @@ type portKey struct {
 	port     int32
 }
 
-// members are the claims of one group (an owner and what it owns) at one key.
+// members is a set of claims.
 type members map[*claims]struct{}
 
 // Index holds every claim by the keys lookups use. All methods are safe for
@@ -26,15 +28,19 @@ type Index struct {
 	// queue holds pending claims in the order they expire (one TTL for all).
 	queue []*claims
 	// owners maps a ReplicaSet or Job to its controller owner, so that Pods
-	// are named by their Deployment or CronJob.
+	// are named by their Deployment or CronJob; owned holds the claims with
+	// host ports whose group is a ReplicaSet or Job, to move them to the
+	// holder they resolve to when that owner changes.
 	owners map[objectKey]ref
+	owned  map[objectKey]members
 
-	hostPorts map[portKey]map[objectKey]members
+	hostPorts map[portKey]*portHolders
 	nodePorts map[int32]members
-	hosts     map[string]members
-	// children maps a domain to the hosts one label below it, for a wildcard
-	// request (*.example.com) to find a.example.com.
-	children map[string]map[string]int
+	// hosts holds the claims on each Ingress host; domains those on the
+	// hosts one label below each domain, for a wildcard request
+	// (*.example.com) to find a.example.com.
+	hosts   map[string]*hostIndex
+	domains map[string]*hostIndex
 	// taken counts node ports held by Services and host ports of any
 	// protocol (a hostPort inside the NodePort range collides with a
 	// nodePort), with a bit set mirroring count > 0 for fast free-port scans.
@@ -48,10 +54,11 @@ func NewIndex() *Index {
 		objects:   map[objectKey]*claims{},
 		pending:   map[objectKey]*claims{},
 		owners:    map[objectKey]ref{},
-		hostPorts: map[portKey]map[objectKey]members{},
+		owned:     map[objectKey]members{},
+		hostPorts: map[portKey]*portHolders{},
 		nodePorts: map[int32]members{},
-		hosts:     map[string]members{},
-		children:  map[string]map[string]int{},
+		hosts:     map[string]*hostIndex{},
+		domains:   map[string]*hostIndex{},
 		taken:     map[int32]int{},
 	}
 }
@@ -61,12 +68,8 @@ func NewIndex() *Index {
 func (x *Index) Upsert(c *claims) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if c.key.kind == "ReplicaSet" || c.key.kind == "Job" {
-		if c.owner.kind != "" {
-			x.owners[c.key] = c.owner
-		} else {
-			delete(x.owners, c.key)
-		}
+	if resolvable(c.key.kind) {
+		x.setOwner(c.key, c.owner)
 	}
 	if old, ok := x.objects[c.key]; ok {
 		x.remove(old)
@@ -87,7 +90,7 @@ func (x *Index) Upsert(c *claims) {
 func (x *Index) Delete(key objectKey) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	delete(x.owners, key)
+	x.setOwner(key, ref{})
 	if old, ok := x.objects[key]; ok {
 		x.remove(old)
 		delete(x.objects, key)
@@ -110,7 +113,13 @@ func (x *Index) AddPending(c *claims, now time.Time) {
 	}
 	c.pending = true
 	x.pending[c.key] = c
-	x.queue = append(x.queue, c)
+	// In the order they expire, which is the order they came in unless two
+	// requests took their time and the lock in different orders.
+	i := len(x.queue)
+	for i > 0 && c.expires.Before(x.queue[i-1].expires) {
+		i--
+	}
+	x.queue = slices.Insert(x.queue, i, c)
 	x.add(c)
 }
 
@@ -155,21 +164,43 @@ func (x *Index) Len() (objects, pending int) {
 	return len(x.objects), len(x.pending)
 }
 
-func (x *Index) add(c *claims) {
-	g := c.group()
-	for _, hp := range c.hostPorts {
-		k := portKey{protocol: hp.protocol, port: hp.port}
-		groups := x.hostPorts[k]
-		if groups == nil {
-			groups = map[objectKey]members{}
-			x.hostPorts[k] = groups
-		}
-		if groups[g] == nil {
-			groups[g] = members{}
-		}
-		groups[g][c] = struct{}{}
-		x.take(hp.port, 1)
+// expireDue drops the pending claims that expired before now, if any did:
+// a request then never meets one.
+func (x *Index) expireDue(now time.Time) {
+	x.mu.RLock()
+	due := len(x.queue) > 0 && !x.queue[0].live(now)
+	x.mu.RUnlock()
+	if due {
+		x.Expire(now)
 	}
+}
+
+// resolvable reports whether objects of the kind may be named by their
+// owner (a ReplicaSet by its Deployment, a Job by its CronJob).
+func resolvable(kind string) bool { return kind == "ReplicaSet" || kind == "Job" }
+
+// setOwner records the controller owner of a ReplicaSet or Job (ref{}: none)
+// and moves the claims of its pods to the holder they now resolve to.
+func (x *Index) setOwner(key objectKey, owner ref) {
+	if old, ok := x.owners[key]; old == owner && ok == (owner.kind != "") {
+		return
+	}
+	moved := slices.Collect(maps.Keys(x.owned[key]))
+	for _, c := range moved {
+		x.removeHostPorts(c)
+	}
+	if owner.kind != "" {
+		x.owners[key] = owner
+	} else {
+		delete(x.owners, key)
+	}
+	for _, c := range moved {
+		x.addHostPorts(c)
+	}
+}
+
+func (x *Index) add(c *claims) {
+	x.addHostPorts(c)
 	for _, np := range c.nodePorts {
 		if x.nodePorts[np.port] == nil {
 			x.nodePorts[np.port] = members{}
@@ -177,35 +208,19 @@ func (x *Index) add(c *claims) {
 		x.nodePorts[np.port][c] = struct{}{}
 		x.take(np.port, 1)
 	}
-	for _, h := range c.hosts {
-		if x.hosts[h.host] == nil {
-			x.hosts[h.host] = members{}
+	for i, h := range c.hosts {
+		if slices.ContainsFunc(c.hosts[:i], func(o hostPath) bool { return o.host == h.host }) {
+			continue
 		}
-		x.hosts[h.host][c] = struct{}{}
+		hostIndexOf(x.hosts, h.host).add(c, h.host)
 		if parent := parentDomain(h.host); parent != "" && !isWildcard(h.host) {
-			if x.children[parent] == nil {
-				x.children[parent] = map[string]int{}
-			}
-			x.children[parent][h.host]++
+			hostIndexOf(x.domains, parent).add(c, h.host)
 		}
 	}
 }
 
 func (x *Index) remove(c *claims) {
-	g := c.group()
-	for _, hp := range c.hostPorts {
-		k := portKey{protocol: hp.protocol, port: hp.port}
-		if groups := x.hostPorts[k]; groups != nil {
-			delete(groups[g], c)
-			if len(groups[g]) == 0 {
-				delete(groups, g)
-			}
-			if len(groups) == 0 {
-				delete(x.hostPorts, k)
-			}
-		}
-		x.take(hp.port, -1)
-	}
+	x.removeHostPorts(c)
 	for _, np := range c.nodePorts {
 		delete(x.nodePorts[np.port], c)
 		if len(x.nodePorts[np.port]) == 0 {
@@ -213,17 +228,87 @@ func (x *Index) remove(c *claims) {
 		}
 		x.take(np.port, -1)
 	}
-	for _, h := range c.hosts {
-		delete(x.hosts[h.host], c)
-		if len(x.hosts[h.host]) == 0 {
-			delete(x.hosts, h.host)
+	for i, h := range c.hosts {
+		if slices.ContainsFunc(c.hosts[:i], func(o hostPath) bool { return o.host == h.host }) {
+			continue
 		}
+		dropHostClaim(x.hosts, h.host, h.host, c)
 		if parent := parentDomain(h.host); parent != "" && !isWildcard(h.host) {
-			if x.children[parent][h.host]--; x.children[parent][h.host] <= 0 {
-				delete(x.children[parent], h.host)
-			}
-			if len(x.children[parent]) == 0 {
-				delete(x.children, parent)
+			dropHostClaim(x.domains, parent, h.host, c)
+		}
+	}
+}
+
+func hostIndexOf(m map[string]*hostIndex, k string) *hostIndex {
+	hi := m[k]
+	if hi == nil {
+		hi = &hostIndex{}
+		m[k] = hi
+	}
+	return hi
+}
+
+// dropHostClaim removes c's claim on host from the hostIndex m holds at k.
+func dropHostClaim(m map[string]*hostIndex, k, host string, c *claims) {
+	hi := m[k]
+	if hi == nil {
+		return
+	}
+	hi.remove(c, host)
+	if hi.empty() {
+		delete(m, k)
+	}
+}
+
+// addHostPorts indexes c's host ports under the holder its group resolves
+// to now.
+func (x *Index) addHostPorts(c *claims) {
+	if len(c.hostPorts) == 0 {
+		return
+	}
+	g := c.group()
+	c.top = x.resolve(g)
+	if resolvable(g.kind) {
+		if x.owned[g] == nil {
+			x.owned[g] = members{}
+		}
+		x.owned[g][c] = struct{}{}
+	}
+	for i, hp := range c.hostPorts {
+		x.take(hp.port, 1)
+		k := portKey{protocol: hp.protocol, port: hp.port}
+		if slices.ContainsFunc(c.hostPorts[:i], func(o hostPort) bool { return o.port == k.port && o.protocol == k.protocol }) {
+			continue
+		}
+		p := x.hostPorts[k]
+		if p == nil {
+			p = newPortHolders()
+			x.hostPorts[k] = p
+		}
+		p.add(c, k)
+	}
+}
+
+func (x *Index) removeHostPorts(c *claims) {
+	if len(c.hostPorts) == 0 {
+		return
+	}
+	if g := c.group(); resolvable(g.kind) {
+		delete(x.owned[g], c)
+		if len(x.owned[g]) == 0 {
+			delete(x.owned, g)
+		}
+	}
+	for i, hp := range c.hostPorts {
+		x.take(hp.port, -1)
+		k := portKey{protocol: hp.protocol, port: hp.port}
+		if slices.ContainsFunc(c.hostPorts[:i], func(o hostPort) bool { return o.port == k.port && o.protocol == k.protocol }) {
+			continue
+		}
+		if p := x.hostPorts[k]; p != nil {
+			p.remove(c)
+			if p.empty() {
+				delete(x.hostPorts, k)
 			}
 		}
 	}
@@ -241,6 +326,11 @@ func (x *Index) take(port int32, delta int) {
 	}
 	x.taken[port] = n
 	x.takenBits[port/64] |= 1 << (port % 64)
+}
+
+// takenBit reports whether a claim holds port (any protocol, or a nodePort).
+func (x *Index) takenBit(port int32) bool {
+	return port > 0 && port <= 65535 && x.takenBits[port/64]&(1<<(port%64)) != 0
 }
 
 // nextFree returns the first port in [from, to] that is not taken and not
