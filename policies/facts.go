@@ -93,8 +93,11 @@ type HostPortConflict struct {
 	// Field is the object's field path of the hostPort, e.g.
 	// spec.template.spec.containers[0].ports[1].hostPort (as k8s.host_ports).
 	Field string `json:"field"`
-	// Holders are sorted by namespace, kind and name.
+	// Holders are the first holders (at most ten), sorted by namespace, kind and name.
 	Holders []Holder `json:"holders"`
+	// HolderCount counts every holder, listed or not (the inventory lists a
+	// few: a review's cost must not grow with the holders of a port).
+	HolderCount int `json:"holderCount,omitempty"`
 }
 
 // NodePortConflict is one explicit nodePort of the Service that another
@@ -113,9 +116,11 @@ type IngressConflict struct {
 	Path string `json:"path"`
 	// Field is spec.rules[i].host.
 	Field string `json:"field"`
-	// Holders are sorted by namespace, kind and name; Claim names the host and
-	// path each holds.
+	// Holders are the first holders (at most ten), sorted by namespace, kind
+	// and name; Claim names the host and path each holds.
 	Holders []Holder `json:"holders"`
+	// HolderCount counts every holder, listed or not.
+	HolderCount int `json:"holderCount,omitempty"`
 }
 
 // DefaultNodePortRange is the kube-apiserver's default --service-node-port-range.
@@ -158,7 +163,7 @@ func (f *Facts) value() map[string]any {
 	for i, c := range f.HostPortConflicts {
 		hp[i] = map[string]any{
 			"port": c.Port, "protocol": c.Protocol, "hostIP": c.HostIP, "field": c.Field,
-			"holders": holdersValue(c.Holders),
+			"holders": holdersValue(c.Holders), "holderCount": max(c.HolderCount, len(c.Holders)),
 		}
 	}
 	np := m["nodePortConflicts"].([]any)
@@ -167,7 +172,10 @@ func (f *Facts) value() map[string]any {
 	}
 	ic := m["ingressConflicts"].([]any)
 	for i, c := range f.IngressConflicts {
-		ic[i] = map[string]any{"host": c.Host, "path": c.Path, "field": c.Field, "holders": holdersValue(c.Holders)}
+		ic[i] = map[string]any{
+			"host": c.Host, "path": c.Path, "field": c.Field,
+			"holders": holdersValue(c.Holders), "holderCount": max(c.HolderCount, len(c.Holders)),
+		}
 	}
 	return m
 }

@@ -56,13 +56,19 @@ pending_note(h) := ", admitted moments ago" if object.get(h, "pending", false) =
 pending_note(h) := "" if object.get(h, "pending", false) != true
 
 # holders_text lists the first holders_shown holders, and how many more there are.
-holders_text(hs) := concat(", ", [holder_text(h) | some h in hs]) if count(hs) <= holders_shown
+holders_text(hs) := holders_text_n(hs, count(hs))
 
-holders_text(hs) := sprintf("%s and %d more", [
+# conflict_holders_text is holders_text of a conflict of input.facts, whose
+# holders list only the first few of holderCount.
+conflict_holders_text(c) := holders_text_n(c.holders, max([count(c.holders), object.get(c, "holderCount", 0)]))
+
+holders_text_n(hs, n) := concat(", ", [holder_text(h) | some h in array.slice(hs, 0, holders_shown)]) if n <= holders_shown
+
+holders_text_n(hs, n) := sprintf("%s and %d more", [
 	concat(", ", [holder_text(h) | some h in array.slice(hs, 0, holders_shown)]),
-	count(hs) - holders_shown,
+	n - holders_shown,
 ]) if {
-	count(hs) > holders_shown
+	n > holders_shown
 }
 
 holders_shown := 5

@@ -21,7 +21,7 @@ deny contains v if {
 	some c in input.facts.hostPortConflicts
 	v := {
 		"msg": sprintf("hostPort %d/%s is already held by %s, on nodes this pod can run on%s", [
-			c.port, c.protocol, facts.holders_text(c.holders), range_note(c.port),
+			c.port, c.protocol, facts.conflict_holders_text(c), range_note(c.port),
 		]),
 		"field": c.field,
 		"fix": fix,

@@ -93,3 +93,11 @@ test_templates_and_host_network if {
 	some v in denials(testing.deployment(spec), [])
 	v.field == "spec.template.spec.containers[0].ports[0].hostPort"
 }
+
+test_holders_beyond_those_listed_are_counted if {
+	listed := [testing.holder("team-b", "Pod", sprintf("p%d", [i]), "hostPort 9100/TCP") | some i in numbers.range(1, 6)]
+	c := object.union(conflict(9100, listed), {"holderCount": 2000})
+	some v in denials(testing.with_facts(pod_with(9100), {"hostPortConflicts": [c]}), [])
+	contains(v.msg, "team-b/Pod/p5 (hostPort 9100/TCP) and 1995 more")
+	not contains(v.msg, "team-b/Pod/p6")
+}

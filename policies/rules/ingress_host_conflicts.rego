@@ -19,7 +19,7 @@ deny contains v if {
 	some c in facts.ingress_conflicts
 	v := {
 		"msg": sprintf("host %q path %q is already claimed in another namespace by %s", [
-			c.host, c.path, facts.holders_text(c.holders),
+			c.host, c.path, facts.conflict_holders_text(c),
 		]),
 		"field": c.field,
 		"fix": "use another host, or ask the owner's namespace to release it (two namespaces sharing a host steal each other's traffic)",

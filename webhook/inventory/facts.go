@@ -155,7 +155,7 @@ func (x *Index) computeFacts(req *request, grants []grant, nodePortRange policie
 		holders, n := x.hostPortHolders(req, self, hp, now, maxHolders)
 		if n > 0 {
 			f.HostPortConflicts = append(f.HostPortConflicts, policies.HostPortConflict{
-				Port: int(hp.port), Protocol: hp.protocol, HostIP: hp.hostIP, Field: hp.field, Holders: holders,
+				Port: int(hp.port), Protocol: hp.protocol, HostIP: hp.hostIP, Field: hp.field, Holders: holders, HolderCount: n,
 			})
 		}
 		if ref == nil && (n > 0 || within(hp.port, nodePortRange)) {
@@ -176,7 +176,7 @@ func (x *Index) computeFacts(req *request, grants []grant, nodePortRange policie
 	for _, h := range req.hosts {
 		if holders, n := x.hostHolders(req, h, now, maxHolders); n > 0 {
 			f.IngressConflicts = append(f.IngressConflicts, policies.IngressConflict{
-				Host: h.host, Path: h.path, Field: h.field, Holders: holders,
+				Host: h.host, Path: h.path, Field: h.field, Holders: holders, HolderCount: n,
 			})
 		}
 	}

@@ -106,7 +106,7 @@ func refFacts(x *Index, req *request, grants []grant, npr policies.PortSpan, now
 	for i, hp := range req.hostPorts {
 		if hs := refHostPortHolders(x, req, self, hp, now); len(hs) > 0 {
 			f.HostPortConflicts = append(f.HostPortConflicts, policies.HostPortConflict{
-				Port: int(hp.port), Protocol: hp.protocol, HostIP: hp.hostIP, Field: hp.field, Holders: capped(hs),
+				Port: int(hp.port), Protocol: hp.protocol, HostIP: hp.hostIP, Field: hp.field, Holders: capped(hs), HolderCount: len(hs),
 			})
 		}
 		if ref == nil && (within(hp.port, npr) || held(hp)) {
@@ -141,7 +141,7 @@ func refFacts(x *Index, req *request, grants []grant, npr policies.PortSpan, now
 	for _, h := range req.hosts {
 		if hs := refHostHolders(x, req, h, now); len(hs) > 0 {
 			f.IngressConflicts = append(f.IngressConflicts, policies.IngressConflict{
-				Host: h.host, Path: h.path, Field: h.field, Holders: capped(hs),
+				Host: h.host, Path: h.path, Field: h.field, Holders: capped(hs), HolderCount: len(hs),
 			})
 		}
 	}
