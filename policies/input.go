@@ -207,11 +207,18 @@ var hostPortKeys = [...]*ast.Term{
 
 var containerLists = []string{"initContainers", "containers", "ephemeralContainers"}
 
-// hostPorts lists every hostPort of the (defaulted) pod spec as the rules
-// see it in input.pod.hostPorts: {port, protocol, hostIP, container, field,
-// pointer}. It is computed here, once, rather than by every rule.
-func (p *PodView) hostPorts() []*ast.Term {
-	var out []*ast.Term
+// HostPort is one hostPort of a pod spec, as the rules see it in
+// input.pod.hostPorts.
+type HostPort struct {
+	Port                      int
+	Protocol, HostIP          string
+	Container, Field, Pointer string
+}
+
+// EachHostPort calls fn with every hostPort of the (defaulted) pod spec: every
+// container list, TCP when no protocol is set. It is the one walk of a pod
+// spec's ports for the rules' input and for the review's contested keys.
+func (p *PodView) EachHostPort(fn func(HostPort)) {
 	for _, list := range containerLists {
 		containers, _ := p.Spec[list].([]any)
 		for i, c := range containers {
@@ -229,19 +236,32 @@ func (p *PodView) hostPorts() []*ast.Term {
 				}
 				hostIP, _ := pm["hostIP"].(string)
 				name, _ := cm["name"].(string)
-				idx := strconv.Itoa(i)
-				jdx := strconv.Itoa(j)
-				out = append(out, ast.ObjectTerm(
-					ast.Item(hostPortKeys[0], ast.InternedTerm(number)),
-					ast.Item(hostPortKeys[1], ast.InternedTerm(protocol)),
-					ast.Item(hostPortKeys[2], ast.InternedTerm(hostIP)),
-					ast.Item(hostPortKeys[3], ast.StringTerm(name)),
-					ast.Item(hostPortKeys[4], ast.StringTerm(p.Path+"."+list+"["+idx+"].ports["+jdx+"].hostPort")),
-					ast.Item(hostPortKeys[5], ast.StringTerm(p.Pointer+"/"+list+"/"+idx+"/ports/"+jdx+"/hostPort")),
-				))
+				idx, jdx := strconv.Itoa(i), strconv.Itoa(j)
+				fn(HostPort{
+					Port: number, Protocol: protocol, HostIP: hostIP, Container: name,
+					Field:   p.Path + "." + list + "[" + idx + "].ports[" + jdx + "].hostPort",
+					Pointer: p.Pointer + "/" + list + "/" + idx + "/ports/" + jdx + "/hostPort",
+				})
 			}
 		}
 	}
+}
+
+// hostPorts lists every hostPort of the (defaulted) pod spec as the rules
+// see it in input.pod.hostPorts: {port, protocol, hostIP, container, field,
+// pointer}. It is computed here, once, rather than by every rule.
+func (p *PodView) hostPorts() []*ast.Term {
+	var out []*ast.Term
+	p.EachHostPort(func(hp HostPort) {
+		out = append(out, ast.ObjectTerm(
+			ast.Item(hostPortKeys[0], ast.InternedTerm(hp.Port)),
+			ast.Item(hostPortKeys[1], ast.InternedTerm(hp.Protocol)),
+			ast.Item(hostPortKeys[2], ast.InternedTerm(hp.HostIP)),
+			ast.Item(hostPortKeys[3], ast.StringTerm(hp.Container)),
+			ast.Item(hostPortKeys[4], ast.StringTerm(hp.Field)),
+			ast.Item(hostPortKeys[5], ast.StringTerm(hp.Pointer)),
+		))
+	})
 	return out
 }
 

@@ -112,8 +112,7 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 	}
 	record := r.recording(req)
 	if record {
-		r.claims.Lock()
-		defer r.claims.Unlock()
+		defer r.claims.lock(contestedKeys(in))()
 	}
 	r.withFacts(in, engine)
 	rewrites, err := engine.Rewrites(ctx, in)

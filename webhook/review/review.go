@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/portreeve/portreeve/policies"
@@ -48,10 +47,9 @@ func badRequest(format string, args ...any) error {
 type Reviewer struct {
 	engine atomic.Pointer[policies.Engine]
 	facts  FactsSource
-	// claims serialises the requests that record claims, from their facts to
-	// their record, so that of two concurrent requests for one port the
-	// second sees the first's claim.
-	claims sync.Mutex
+	// claims serialises the requests that record claims for the same keys,
+	// from their facts to their record (contestedKeys).
+	claims keyedMutex
 	// observe: the installation observes (Observe), findings never deny.
 	observe bool
 	// limits bound what one review may hold (SetLimits).
@@ -85,7 +83,7 @@ func (r *Reviewer) withFacts(in *policies.Input, e *policies.Engine) {
 }
 
 // recording reports whether the request records claims: it must then hold
-// r.claims from its facts to its record.
+// the keys it contests from its facts to its record.
 func (r *Reviewer) recording(req *Request) bool {
 	return r.facts != nil && !req.DryRun && (req.Operation == "CREATE" || req.Operation == "UPDATE")
 }
@@ -278,8 +276,7 @@ func (r *Reviewer) Validate(ctx context.Context, req *Request) (*policies.Decisi
 	}
 	record := r.recording(req)
 	if record {
-		r.claims.Lock()
-		defer r.claims.Unlock()
+		defer r.claims.lock(contestedKeys(in))()
 	}
 	r.withFacts(in, engine)
 	d, err := engine.Evaluate(ctx, in)
