@@ -60,12 +60,8 @@ func (o NamespaceOptOut) Allows(u User) bool {
 			return true
 		}
 	}
-	if rest, ok := strings.CutPrefix(u.Username, "system:serviceaccount:"); ok {
-		if ns, name, ok := strings.Cut(rest, ":"); ok && slices.Contains(o.ServiceAccounts, ns+"/"+name) {
-			return true
-		}
-	}
-	return false
+	a, ok := serviceAccountOf(u.Username)
+	return ok && slices.Contains(o.ServiceAccounts, a.namespace+"/"+a.name)
 }
 
 // String says who may, for messages: "users alice; groups system:masters".

@@ -54,6 +54,20 @@ func compileSubjects(s Subjects, expires string) (subjects, error) {
 // account is a service account, namespace/name.
 type account struct{ namespace, name string }
 
+// serviceAccountOf reads the service account of a user name
+// system:serviceaccount:<namespace>:<name>.
+func serviceAccountOf(username string) (account, bool) {
+	rest, ok := strings.CutPrefix(username, "system:serviceaccount:")
+	if !ok {
+		return account{}, false
+	}
+	ns, name, ok := strings.Cut(rest, ":")
+	if !ok || strings.Contains(name, ":") {
+		return account{}, false
+	}
+	return account{ns, name}, true
+}
+
 // requester is who a request is about: its namespace, the requesting user,
 // and the service accounts of the requester and of the pod.
 type requester struct {
@@ -65,11 +79,9 @@ type requester struct {
 
 func newRequester(in *Input) requester {
 	r := requester{namespace: in.Namespace, username: in.User.Username, groups: in.User.Groups}
-	if rest, ok := strings.CutPrefix(in.User.Username, "system:serviceaccount:"); ok {
-		if ns, name, ok := strings.Cut(rest, ":"); ok && !strings.Contains(name, ":") {
-			r.accounts[r.nAccounts] = account{ns, name}
-			r.nAccounts++
-		}
+	if a, ok := serviceAccountOf(in.User.Username); ok {
+		r.accounts[r.nAccounts] = a
+		r.nAccounts++
 	}
 	if in.Pod != nil {
 		r.accounts[r.nAccounts] = account{in.Namespace, in.Pod.ServiceAccount}

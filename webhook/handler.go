@@ -146,8 +146,15 @@ func observedWarning(e *policies.Engine, f policies.Finding) string {
 	if e.Config().Mode(f.Rule) == policies.ModeRewrite {
 		would = "would rewrite or deny"
 	}
-	return "portreeve " + would + " (enforcement: observe): " + f.String()
+	return "portreeve " + would + observeSuffix + f.String()
 }
+
+// observeSuffix follows "portreeve would deny" in every warning of an
+// observing installation: what enforcing would have done, then why.
+const observeSuffix = " (enforcement: observe): "
+
+// wouldDeny is the warning of a refusal an observing installation only records.
+func wouldDeny(msg string) string { return "portreeve would deny" + observeSuffix + msg }
 
 func (h *Handler) mutate(ctx context.Context, req admission.Request, r *review.Request, start time.Time) admission.Response {
 	if h.Reviewer.Enforcement() == review.Observe {
@@ -187,14 +194,14 @@ func (h *Handler) mutate(ctx context.Context, req admission.Request, r *review.R
 func (h *Handler) errored(ctx context.Context, r *review.Request, err error, start time.Time) admission.Response {
 	if review.IsLimit(err) {
 		// Not a malformed request: an object beyond what one review may hold, refused as a rule would.
-		msg := "portreeve: " + err.Error() + "; fix: split the workload, or ask a cluster admin to raise the limit"
+		const fix = "split the workload, or ask a cluster admin to raise the limit"
 		logf.FromContext(ctx).Info("over a limit", "error", err.Error())
 		if h.Reviewer.Enforcement() == review.Observe {
 			h.record(r.Kind.Kind, r.Operation, "would_deny", []string{"limits"}, start)
-			return admission.Allowed("").WithWarnings("portreeve would deny (enforcement: observe): " + msg)
+			return admission.Allowed("").WithWarnings(wouldDeny("portreeve: " + err.Error() + "; fix: " + fix))
 		}
 		h.record(r.Kind.Kind, r.Operation, "denied", []string{"limits"}, start)
-		return forbidden([]policies.Finding{{Rule: "limits", Message: err.Error(), Fix: "split the workload, or ask a cluster admin to raise the limit"}})
+		return forbidden([]policies.Finding{{Rule: "limits", Message: err.Error(), Fix: fix}})
 	}
 	code := int32(http.StatusInternalServerError)
 	if review.IsBadRequest(err) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -67,20 +66,20 @@ func (g *OptOutGuard) Handle(ctx context.Context, req admission.Request) admissi
 		g.record(req, "allowed", start)
 		return admission.Allowed("")
 	}
-	msg := "namespace-opt-out: the label " + g.Label + " switches Portreeve off for a namespace, and only " + who.String() +
-		" may set it (namespaceOptOut of the policy configuration) (metadata.labels); fix: remove the label, or ask a cluster admin"
+	finding := policies.Finding{
+		Rule: "namespace-opt-out",
+		Message: "the label " + g.Label + " switches Portreeve off for a namespace, and only " + who.String() +
+			" may set it (namespaceOptOut of the policy configuration)",
+		Field: "metadata.labels",
+		Fix:   "remove the label, or ask a cluster admin",
+	}
 	if g.Reviewer.Enforcement() == review.Observe {
 		g.record(req, "would_deny", start)
-		return admission.Allowed("").WithWarnings("portreeve would deny (enforcement: observe): " + msg)
+		return admission.Allowed("").WithWarnings(wouldDeny(finding.String()))
 	}
-	logf.FromContext(ctx).Info("denied", "rules", []string{"namespace-opt-out"}, "namespace", req.Name)
+	logf.FromContext(ctx).Info("denied", "rules", []string{finding.Rule}, "namespace", req.Name)
 	g.record(req, "denied", start)
-	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
-		Allowed: false,
-		Result: &metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg,
-		},
-	}}
+	return forbidden([]policies.Finding{finding})
 }
 
 func (g *OptOutGuard) record(req admission.Request, decision string, start time.Time) {

@@ -10,11 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-
-	"github.com/portreeve/portreeve/webhook/review"
 )
 
 const configHead = "apiVersion: portreeve.io/v1alpha1\nkind: PolicyConfig\n"
@@ -130,21 +127,7 @@ func TestConfigWatcherKeepsTheLastGoodConfig(t *testing.T) {
 	dir := t.TempDir()
 	goodConfig := configHead + "grants: [{name: a, namespaces: [a], hostPorts: [\"80\"]}]\n"
 	path := writeFile(t, dir, "config.yaml", goodConfig)
-	o := newServeOptions()
-	o.ConfigPath = path
-	set, err := loadPolicySet(o.ConfigPath, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := o.newEngine(t.Context(), set, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := review.NewReviewer(engine)
-	w, err := newConfigWatcher(o, set, r, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, r, engine := startWatcher(t, path, "")
 	get := readyz(map[string]healthz.Checker{"config": w.ReadyCheck, "policies": w.PoliciesReadyCheck})
 	state := func(step string, ok float64, successes, failures float64, configReady int) {
 		t.Helper()
@@ -170,7 +153,7 @@ func TestConfigWatcherKeepsTheLastGoodConfig(t *testing.T) {
 		t.Fatal("a rejected configuration replaced the engine")
 	}
 	state("rejected", 0, 0, 1, http.StatusInternalServerError)
-	err = w.ReadyCheck(httptest.NewRequest("GET", "/config", nil))
+	err := w.ReadyCheck(httptest.NewRequest("GET", "/config", nil))
 	if err == nil || !strings.Contains(err.Error(), "grants[0].namespace: unknown field") || !strings.Contains(err.Error(), "grants[0].hostPorts: must be a list of strings") {
 		t.Errorf("/readyz/config does not name every problem: %v", err)
 	}

@@ -117,21 +117,7 @@ func TestConfigWatcherReloadsPolicies(t *testing.T) {
 		}
 	}
 	writeConfig("")
-	o := newServeOptions()
-	o.ConfigPath, o.PolicyDir = cfgPath, m.dir
-	set, err := loadPolicySet(o.ConfigPath, o.PolicyDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := o.newEngine(t.Context(), set, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := review.NewReviewer(engine)
-	w, err := newConfigWatcher(o, set, r, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, r, _ := startWatcher(t, cfgPath, m.dir)
 	ready := func(path string) error {
 		return w.PoliciesReadyCheck(httptest.NewRequest("GET", path, nil))
 	}
@@ -157,7 +143,7 @@ func TestConfigWatcherReloadsPolicies(t *testing.T) {
 	if err := ready("/"); err != nil {
 		t.Errorf("/readyz fails while the last good set serves: %v", err)
 	}
-	err = ready("/policies")
+	err := ready("/policies")
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(m.dir, "broken.rego")+":4: rego_parse_error") ||
 		!strings.Contains(err.Error(), "the last good set keeps serving") {
 		t.Errorf("/readyz/policies: %v", err)
@@ -266,4 +252,27 @@ func TestConfigWatcherUnreadableDir(t *testing.T) {
 	if err := w.PoliciesReadyCheck(httptest.NewRequest("GET", "/policies", nil)); err != nil || testutil.ToFloat64(w.policyOK) != 1 {
 		t.Fatalf("recovery not reported: %v", err)
 	}
+}
+
+// startWatcher loads the policy set of configPath and policyDir as serve
+// does at start-up, and returns a config watcher on it, the reviewer it
+// serves and the engine it started with.
+func startWatcher(t *testing.T, configPath, policyDir string) (*configWatcher, *review.Reviewer, *policies.Engine) {
+	t.Helper()
+	o := newServeOptions()
+	o.ConfigPath, o.PolicyDir = configPath, policyDir
+	set, err := loadPolicySet(o.ConfigPath, o.PolicyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := o.newEngine(t.Context(), set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := review.NewReviewer(engine)
+	w, err := newConfigWatcher(o, set, r, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, r, engine
 }

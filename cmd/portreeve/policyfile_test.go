@@ -5,11 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-
-	"github.com/portreeve/portreeve/webhook/review"
 )
 
 // TestPolicyFilesAreBounded: a configuration, a module or a policy folder
@@ -64,21 +61,7 @@ func TestPolicyFilesAreBounded(t *testing.T) {
 
 	// On reload: the oversized file is refused, the last good configuration serves, the pod stays ready.
 	path := writeFile(t, dir, "config.yaml", good)
-	o := newServeOptions()
-	o.ConfigPath = path
-	set, err := loadPolicySet(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := o.newEngine(t.Context(), set, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := review.NewReviewer(engine)
-	w, err := newConfigWatcher(o, set, r, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, r, engine := startWatcher(t, path, "")
 	writeFile(t, dir, "config.yaml", huge)
 	w.check(t.Context())
 	if r.Engine() != engine {
