@@ -18,6 +18,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/types"
+
+	"github.com/portreeve/portreeve/policies/exposure"
 )
 
 const rulesPackagePrefix = "data.portreeve.rules."
@@ -62,9 +64,9 @@ type RuleInfo struct {
 
 // Families of objects: what has a pod spec, Services, Ingresses.
 const (
-	FamilyPods      = "pods"
-	FamilyServices  = "services"
-	FamilyIngresses = "ingresses"
+	FamilyPods      = exposure.FamilyPods
+	FamilyServices  = exposure.FamilyServices
+	FamilyIngresses = exposure.FamilyIngresses
 )
 
 var families = []string{FamilyPods, FamilyServices, FamilyIngresses}
@@ -72,6 +74,9 @@ var families = []string{FamilyPods, FamilyServices, FamilyIngresses}
 // Family names the family of the input's object (FamilyPods, FamilyServices,
 // FamilyIngresses; "" for other kinds).
 func (in *Input) Family() string {
+	if in.Exposure != nil {
+		return in.Exposure.Kind.Family
+	}
 	switch {
 	case in.Pod != nil:
 		return FamilyPods

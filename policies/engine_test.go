@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/portreeve/portreeve/policies/exposure"
 )
 
 func pod(spec map[string]any) *Input {
@@ -14,8 +16,17 @@ func pod(spec map[string]any) *Input {
 		Name:      "p",
 		User:      User{Username: "alice"},
 		Object:    map[string]any{"apiVersion": "v1", "kind": "Pod", "spec": spec},
-		Pod:       &PodView{Path: "spec", Pointer: "/spec", Spec: spec, ServiceAccount: "default"},
+		Pod:       viewOf(spec, "spec"),
 	}
+}
+
+// viewOf is the rules' view of spec, found at path, as webhook/review makes it.
+func viewOf(spec map[string]any, path string) *PodView {
+	p, err := exposure.ExtractPodSpec(path, spec)
+	if err != nil {
+		panic(err)
+	}
+	return NewPodView(p)
 }
 
 func threeContainerPod() *Input {

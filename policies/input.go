@@ -1,14 +1,14 @@
 package policies
 
 import (
-	"encoding/json"
 	"hash/maphash"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/portreeve/portreeve/policies/exposure"
 )
 
 // Input is the document every rule sees as `input`. It is the contract between
@@ -37,14 +37,15 @@ type Input struct {
 	// conflicts with other objects and free ports. Always present in Rego;
 	// nil here becomes {"ready": false} (no inventory, e.g. `portreeve eval`).
 	Facts *Facts `json:"facts"`
+	// Exposure is what the object exposes (read once by webhook/review),
+	// OldExposure what the stored object of an UPDATE did; nil when the
+	// input was built otherwise (tests).
+	Exposure    *exposure.Exposure `json:"-"`
+	OldExposure *exposure.Exposure `json:"-"`
 }
 
 // GroupVersionKind names a kind of object.
-type GroupVersionKind struct {
-	Group   string `json:"group"`
-	Version string `json:"version"`
-	Kind    string `json:"kind"`
-}
+type GroupVersionKind = exposure.GroupVersionKind
 
 // User is the requester.
 type User struct {
@@ -62,6 +63,14 @@ type PodView struct {
 	Spec map[string]any `json:"spec"`
 	// ServiceAccount is the pod's serviceAccountName ("default" when unset).
 	ServiceAccount string `json:"serviceAccount"`
+	// ports are the host ports of the exposure the view was made from.
+	ports    []HostPort
+	hasPorts bool
+}
+
+// NewPodView is the rules' view of the pod spec of an exposure.
+func NewPodView(p *exposure.Pod) *PodView {
+	return &PodView{Path: p.Path, Pointer: p.Pointer, Spec: p.Spec, ServiceAccount: p.ServiceAccount, ports: p.HostPorts, hasPorts: true}
 }
 
 // value converts the input to an AST value without a JSON round trip. It
@@ -205,54 +214,30 @@ var hostPortKeys = [...]*ast.Term{
 	ast.StringTerm("container"), ast.StringTerm("field"), ast.StringTerm("pointer"),
 }
 
-var containerLists = []string{"initContainers", "containers", "ephemeralContainers"}
-
 // HostPort is one hostPort of a pod spec, as the rules see it in
 // input.pod.hostPorts.
-type HostPort struct {
-	Port                      int
-	Protocol, HostIP          string
-	Container, Field, Pointer string
-}
+type HostPort = exposure.HostPort
 
-// EachHostPort calls fn with every hostPort of the (defaulted) pod spec: every
-// container list, TCP when no protocol is set. It is the one walk of a pod
-// spec's ports for the rules' input and for the review's contested keys.
-func (p *PodView) EachHostPort(fn func(HostPort)) {
-	for _, list := range containerLists {
-		containers, _ := p.Spec[list].([]any)
-		for i, c := range containers {
-			cm, _ := c.(map[string]any)
-			ports, _ := cm["ports"].([]any)
-			for j, port := range ports {
-				pm, _ := port.(map[string]any)
-				number, ok := portNumber(pm["hostPort"])
-				if !ok || number <= 0 {
-					continue
-				}
-				protocol, _ := pm["protocol"].(string)
-				if protocol == "" {
-					protocol = "TCP"
-				}
-				hostIP, _ := pm["hostIP"].(string)
-				name, _ := cm["name"].(string)
-				idx, jdx := strconv.Itoa(i), strconv.Itoa(j)
-				fn(HostPort{
-					Port: number, Protocol: protocol, HostIP: hostIP, Container: name,
-					Field:   p.Path + "." + list + "[" + idx + "].ports[" + jdx + "].hostPort",
-					Pointer: p.Pointer + "/" + list + "/" + idx + "/ports/" + jdx + "/hostPort",
-				})
-			}
+// HostPorts lists every hostPort of the (defaulted) pod spec, from the
+// exposure the view was made from; a view written by hand (tests) has its
+// spec read by the same extraction.
+func (p *PodView) HostPorts() []HostPort {
+	if !p.hasPorts {
+		if x, err := exposure.ExtractPodSpec(p.Path, p.Spec); err == nil {
+			p.ports = x.HostPorts
 		}
+		p.hasPorts = true
 	}
+	return p.ports
 }
 
 // hostPorts lists every hostPort of the (defaulted) pod spec as the rules
 // see it in input.pod.hostPorts: {port, protocol, hostIP, container, field,
 // pointer}. It is computed here, once, rather than by every rule.
 func (p *PodView) hostPorts() []*ast.Term {
-	var out []*ast.Term
-	p.EachHostPort(func(hp HostPort) {
+	ports := p.HostPorts()
+	out := make([]*ast.Term, 0, len(ports))
+	for _, hp := range ports {
 		out = append(out, ast.ObjectTerm(
 			ast.Item(hostPortKeys[0], ast.InternedTerm(hp.Port)),
 			ast.Item(hostPortKeys[1], ast.InternedTerm(hp.Protocol)),
@@ -261,26 +246,8 @@ func (p *PodView) hostPorts() []*ast.Term {
 			ast.Item(hostPortKeys[4], ast.StringTerm(hp.Field)),
 			ast.Item(hostPortKeys[5], ast.StringTerm(hp.Pointer)),
 		))
-	})
-	return out
-}
-
-// portNumber reads a JSON number (json.Number, float64 or int) as a port; a
-// non-integer is not a port (the rules then see none, and the apiserver's
-// own validation refuses the object).
-func portNumber(v any) (int, bool) {
-	switch n := v.(type) {
-	case json.Number:
-		i, err := strconv.Atoi(n.String())
-		return i, err == nil
-	case float64:
-		return int(n), n == float64(int(n))
-	case int:
-		return n, true
-	case int64:
-		return int(n), true
 	}
-	return 0, false
+	return out
 }
 
 func orEmpty(m map[string]any) map[string]any {

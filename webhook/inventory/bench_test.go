@@ -48,7 +48,7 @@ func benchNS(i int) string { return fmt.Sprintf("team-%02d", i%benchNamespaces) 
 func managedFields() []metav1.ManagedFieldsEntry {
 	raw := `{"f:metadata":{"f:labels":{".":{},"f:app":{},"f:pod-template-hash":{}},"f:ownerReferences":{}},` +
 		`"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:env":{},"f:image":{},"f:ports":{},"f:resources":{}}}}}`
-	raw = strings.Repeat(raw, 4)
+	raw = `{"f:a":` + raw + `,"f:b":` + raw + `,"f:c":` + raw + `,"f:d":` + raw + `}` // valid JSON, four times the size
 	return []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate,
 		APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(raw)}}}
 }

@@ -376,8 +376,7 @@ func TestPendingClaims(t *testing.T) {
 	}
 
 	// An UPDATE's claim stays until the informer shows a newer version.
-	update := input(t, podKind, "team-a", hostPortPod(""))
-	update.OldObject = map[string]any{"metadata": map[string]any{"resourceVersion": "20"}}
+	update := updateInput(t, podKind, "team-a", "metadata: {resourceVersion: \"20\"}", hostPortPod(""))
 	inv.Claim(update, false)
 	feed(t, inv.index, pod(meta("team-a", "new"), podSpec("", nil))) // rv 10: older
 	if _, pending := inv.index.Len(); pending != 1 {

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,9 +10,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/policies/exposure"
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
@@ -29,18 +34,25 @@ func feed(t testing.TB, idx *Index, objs ...any) {
 	}
 }
 
+// transform turns a typed test object into the unstructured object an
+// informer decodes, and runs the transform of its kind.
 func transform(o any) (any, error) {
-	switch o.(type) {
-	case *corev1.Pod:
-		return TransformPod(o)
-	case *corev1.Service:
-		return TransformService(o)
-	case *networkingv1.Ingress:
-		return TransformIngress(o)
-	case *metav1.PartialObjectMetadata:
-		return TransformNamespace(o)
+	if ns, ok := o.(*metav1.PartialObjectMetadata); ok {
+		return TransformNamespace(ns)
 	}
-	return TransformWorkload(o)
+	gvks, _, err := scheme.Scheme.ObjectKinds(o.(runtime.Object))
+	if err != nil {
+		return nil, err
+	}
+	k := exposure.Lookup(policies.GroupVersionKind{Group: gvks[0].Group, Version: gvks[0].Version, Kind: gvks[0].Kind})
+	if k == nil {
+		return nil, fmt.Errorf("%T is not a reviewed kind", o)
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		return nil, err
+	}
+	return Transform(k)(&unstructured.Unstructured{Object: m})
 }
 
 var testNow = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -148,6 +160,24 @@ func input(t testing.TB, kind policies.GroupVersionKind, ns, obj string) *polici
 		t.Fatal(err)
 	}
 	in, err := review.Input(&review.Request{Operation: "CREATE", Kind: kind, Namespace: ns, Object: raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// updateInput is the input of an UPDATE from old to obj (YAML).
+func updateInput(t testing.TB, kind policies.GroupVersionKind, ns, old, obj string) *policies.Input {
+	t.Helper()
+	raw, err := yaml.YAMLToJSON([]byte(obj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRaw, err := yaml.YAMLToJSON([]byte(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := review.Input(&review.Request{Operation: "UPDATE", Kind: kind, Namespace: ns, Object: raw, OldObject: oldRaw})
 	if err != nil {
 		t.Fatal(err)
 	}

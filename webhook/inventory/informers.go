@@ -4,40 +4,38 @@ import (
 	"context"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portreeve/portreeve/policies/exposure"
 )
 
-// watched lists the objects the inventory watches with the transform that
-// slims each before it enters the cache.
-func watched() []struct {
+// watch is one informer of the inventory.
+type watch struct {
 	obj       client.Object
 	transform toolscache.TransformFunc
-	claims    bool
-} {
-	return []struct {
-		obj       client.Object
-		transform toolscache.TransformFunc
-		claims    bool
-	}{
-		{&corev1.Pod{}, TransformPod, true},
-		{&corev1.Service{}, TransformService, true},
-		{&networkingv1.Ingress{}, TransformIngress, true},
-		{&appsv1.Deployment{}, TransformWorkload, true},
-		{&appsv1.StatefulSet{}, TransformWorkload, true},
-		{&appsv1.DaemonSet{}, TransformWorkload, true},
-		{&appsv1.ReplicaSet{}, TransformWorkload, true},
-		{&corev1.ReplicationController{}, TransformWorkload, true},
-		{&batchv1.Job{}, TransformWorkload, true},
-		{&batchv1.CronJob{}, TransformWorkload, true},
-		{NamespaceMetadata(), TransformNamespace, false},
+	// claims: its objects feed the index.
+	claims bool
+}
+
+// watched lists what the inventory watches: every reviewed kind (the table
+// in policies/exposure) as unstructured objects, which the transform of its
+// kind turns into a Held as they arrive, and namespaces' metadata.
+func watched() []watch {
+	kinds := exposure.Kinds()
+	out := make([]watch, 0, len(kinds)+1)
+	for i := range kinds {
+		k := &kinds[i]
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind})
+		out = append(out, watch{u, Transform(k), true})
 	}
+	return append(out, watch{NamespaceMetadata(), TransformNamespace, false})
 }
 
 // NamespaceMetadata is the object the namespace (labels) informer watches:
@@ -69,7 +67,7 @@ func (inv *Inventory) Register(ctx context.Context, informers cache.Informers) e
 	for _, w := range watched() {
 		inf, err := informers.GetInformer(ctx, w.obj, cache.BlockUntilSynced(false))
 		if err != nil {
-			return fmt.Errorf("inventory informer for %T: %w", w.obj, err)
+			return fmt.Errorf("inventory informer for %s: %w", w.obj.GetObjectKind().GroupVersionKind().Kind, err)
 		}
 		var h toolscache.ResourceEventHandler = toolscache.ResourceEventHandlerFuncs{}
 		if w.claims {
@@ -77,7 +75,7 @@ func (inv *Inventory) Register(ctx context.Context, informers cache.Informers) e
 		}
 		reg, err := inf.AddEventHandler(h)
 		if err != nil {
-			return fmt.Errorf("inventory handler for %T: %w", w.obj, err)
+			return fmt.Errorf("inventory handler for %s: %w", w.obj.GetObjectKind().GroupVersionKind().Kind, err)
 		}
 		regs = append(regs, reg)
 	}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/policies/exposure"
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
@@ -28,43 +29,51 @@ func fullPod() *corev1.Pod {
 	return p
 }
 
-func TestTransformPodKeepsOnlyWhatTheRulesRead(t *testing.T) {
-	out, err := TransformPod(fullPod())
+func TestTransformKeepsOnlyWhatTheObjectClaims(t *testing.T) {
+	out, err := transform(fullPod())
 	if err != nil {
 		t.Fatal(err)
 	}
-	yes := true
-	want := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web-1", ResourceVersion: "10", OwnerReferences: []metav1.OwnerReference{
-			{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d4f", Controller: &yes},
-		}},
-		Spec: corev1.PodSpec{NodeName: "n1", NodeSelector: map[string]string{"role": "web"}, Containers: []corev1.Container{{Name: "ports", Ports: []corev1.ContainerPort{
-			{ContainerPort: 9100, HostPort: 9100, Protocol: "TCP"},
-			{ContainerPort: 53, HostPort: 53, Protocol: "UDP", HostIP: "10.0.0.1"},
-		}}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	h, ok := out.(*Held)
+	if !ok {
+		t.Fatalf("transform returned %T, want *Held", out)
 	}
-	if !reflect.DeepEqual(out, want) {
-		t.Errorf("TransformPod:\n got  %+v\n want %+v", out, want)
+	want := &claims{
+		key:             objectKey{kind: "Pod", namespace: "team-a", name: "web-1"},
+		owner:           ref{kind: "ReplicaSet", name: "web-5d4f"},
+		resourceVersion: "10",
+		scope:           nodeScope{nodeName: "n1", selector: map[string]string{"role": "web"}},
+		hostPorts:       []hostPort{{port: 9100, protocol: "TCP"}, {port: 53, protocol: "UDP", hostIP: "10.0.0.1"}},
 	}
-	again, err := TransformPod(out)
-	if err != nil || !reflect.DeepEqual(again, out) {
-		t.Errorf("TransformPod is not idempotent: %+v", again)
+	if !reflect.DeepEqual(h.claims, want) {
+		t.Errorf("claims:\n got  %+v\n want %+v", *h.claims, *want)
 	}
-	if out, _ := TransformPod(pod(meta("a", "b"), podSpec("n1", nil))); !reflect.DeepEqual(out.(*corev1.Pod).Spec, corev1.PodSpec{}) {
-		t.Errorf("a pod without host ports keeps its spec: %+v", out)
+	if h.Name != "web-1" || h.Namespace != "team-a" || h.ResourceVersion != "10" || len(h.Labels) > 0 || len(h.Annotations) > 0 {
+		t.Errorf("Held keeps more metadata than the cache keys need: %+v", h.ObjectMeta)
+	}
+	again, err := Transform(exposure.Lookup(policies.GroupVersionKind{Version: "v1", Kind: "Pod"}))(out)
+	if err != nil || again != out {
+		t.Errorf("the transform is not idempotent: %+v", again)
+	}
+	if out, _ := transform(pod(meta("a", "b"), podSpec("n1", nil))); !claimsOf(out).empty() {
+		t.Errorf("a pod without host ports claims %+v", claimsOf(out))
+	}
+	done := fullPod()
+	done.Status.Phase = corev1.PodSucceeded
+	if out, _ := transform(done); !claimsOf(out).empty() || claimsOf(out).owner.name != "web-5d4f" {
+		t.Errorf("a finished pod claims %+v, want nothing but its owner", claimsOf(out))
 	}
 }
 
 func TestTransformsIgnoreOtherTypes(t *testing.T) {
 	tomb := "not an object"
-	for name, f := range map[string]func(any) (any, error){
-		"pod": TransformPod, "workload": TransformWorkload, "service": TransformService,
-		"ingress": TransformIngress, "namespace": TransformNamespace,
-	} {
-		if out, err := f(tomb); err != nil || out != tomb {
-			t.Errorf("%s transform changed a foreign value: %v %v", name, out, err)
+	for _, k := range exposure.Kinds() {
+		if out, err := Transform(&k)(tomb); err != nil || out != tomb {
+			t.Errorf("%s transform changed a foreign value: %v %v", k.Kind, out, err)
 		}
+	}
+	if out, err := TransformNamespace(tomb); err != nil || out != tomb {
+		t.Errorf("namespace transform changed a foreign value: %v %v", out, err)
 	}
 }
 

@@ -22,20 +22,19 @@ import (
 // A hostPort inside the NodePort range is denied outright, so Pods and
 // Services need no shared key.
 func contestedKeys(in *policies.Input) []string {
-	if in.Pod != nil {
-		var keys []string
-		in.Pod.EachHostPort(func(hp policies.HostPort) {
+	x := in.Exposure
+	switch {
+	case x == nil:
+		return nil
+	case x.Pod != nil:
+		keys := make([]string, 0, len(x.Pod.HostPorts))
+		for _, hp := range x.Pod.HostPorts {
 			keys = append(keys, "hostPort/"+hp.Protocol+"/"+strconv.Itoa(hp.Port))
-		})
-		return keys
-	}
-	switch in.Family() {
-	case policies.FamilyServices:
-		spec, _ := in.Object["spec"].(map[string]any)
-		if t, _ := spec["type"].(string); t == "NodePort" || t == "LoadBalancer" {
-			return []string{"nodePorts"}
 		}
-	case policies.FamilyIngresses:
+		return keys
+	case x.Service != nil && (x.Service.Type == "NodePort" || x.Service.Type == "LoadBalancer"):
+		return []string{"nodePorts"}
+	case x.Ingress != nil:
 		return []string{"ingresses"}
 	}
 	return nil

@@ -92,16 +92,16 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 	if Skip(req) != "" || r.observe {
 		return &Mutation{}, nil
 	}
-	in, err := Input(req)
+	in, err := input(req, r.limits)
 	if err != nil {
+		if IsLimit(err) {
+			return nil, err
+		}
 		return &Mutation{}, err
 	}
 	engine := r.Engine()
 	if unjudged(in, engine) {
 		return &Mutation{}, nil
-	}
-	if err := r.limits.check(in); err != nil {
-		return nil, err
 	}
 	// With no rule to rewrite this kind of object and none judging it at
 	// this stage, there is nothing to do: spare the facts and the rules (the

@@ -6,11 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
-	"slices"
 	"sync/atomic"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/policies/exposure"
 )
 
 // MaxObjectBytes bounds the objects Portreeve decodes (the apiserver's own
@@ -53,7 +52,7 @@ type Reviewer struct {
 	// observe: the installation observes (Observe), findings never deny.
 	observe bool
 	// limits bound what one review may hold (SetLimits).
-	limits Limits
+	limits exposure.Limits
 }
 
 // FactsSource computes the facts of a request from an inventory of the
@@ -117,10 +116,15 @@ func Skip(req *Request) string {
 	return ""
 }
 
-// Input decodes the request into the rules' input.
-func Input(req *Request) (*policies.Input, error) {
-	if !Supported(req.Kind) {
-		return nil, badRequest("%w: %s (Portreeve reviews %v)", ErrUnsupportedKind, gvkString(req.Kind), SupportedKinds())
+// Input decodes the request into the rules' input, and reads what its
+// object (and the stored object of an UPDATE) exposes. Objects beyond no
+// limit are read whole: see Reviewer.input.
+func Input(req *Request) (*policies.Input, error) { return input(req, exposure.Limits{}) }
+
+func input(req *Request, lim exposure.Limits) (*policies.Input, error) {
+	kind := exposure.Lookup(req.Kind)
+	if kind == nil {
+		return nil, badRequest("%w: %s (Portreeve reviews %v)", ErrUnsupportedKind, req.Kind, SupportedKinds())
 	}
 	obj, err := decodeObject("object", req.Object)
 	if err != nil {
@@ -136,14 +140,17 @@ func Input(req *Request) (*policies.Input, error) {
 		Object:          obj,
 		NamespaceLabels: req.NamespaceLabels,
 	}
+	if in.Exposure, err = extract(kind, obj, lim); err != nil {
+		return nil, err
+	}
 	if in.Name == "" {
-		in.Name = metadataString(obj, "name")
+		in.Name = in.Exposure.Name
 	}
 	if in.Namespace == "" {
-		in.Namespace = metadataString(obj, "namespace")
+		in.Namespace = in.Exposure.Namespace
 	}
-	if in.Pod, err = podView(req.Kind, obj); err != nil {
-		return nil, &BadRequestError{Err: err}
+	if in.Exposure.Pod != nil {
+		in.Pod = policies.NewPodView(in.Exposure.Pod)
 	}
 	if req.Operation == "UPDATE" && len(req.OldObject) > 0 {
 		old, err := decodeObject("oldObject", req.OldObject)
@@ -151,26 +158,34 @@ func Input(req *Request) (*policies.Input, error) {
 			return nil, err
 		}
 		in.OldObject = old
-		if _, err := podView(req.Kind, old); err != nil {
-			return nil, &BadRequestError{Err: err}
+		// A stored object beyond a limit is judged as changed (the new one
+		// passed them): it is reviewed rather than skipped.
+		if in.OldExposure, err = extract(kind, old, lim); err != nil && !IsLimit(err) {
+			return nil, err
 		}
 	}
 	return in, nil
 }
 
+// extract reads the exposure of obj; a field of the wrong type is a bad request.
+func extract(kind *exposure.Kind, obj map[string]any, lim exposure.Limits) (*exposure.Exposure, error) {
+	x, err := exposure.Extract(kind, obj, lim)
+	var fe *exposure.FieldError
+	if errors.As(err, &fe) {
+		return nil, &BadRequestError{Err: err}
+	}
+	return x, err
+}
+
 // unjudged reports whether engine e need not judge the UPDATE in: it leaves
-// alone everything the built-in rules judge (exposure), and no enabled custom
-// rule judges objects of its family. Custom rules may read any field (the
-// shipped example reads an annotation), so they see every UPDATE.
+// alone everything the built-in rules judge (exposure.Same), and no enabled
+// custom rule judges objects of its family. Custom rules may read any field
+// (the shipped example reads an annotation), so they see every UPDATE.
 func unjudged(in *policies.Input, e *policies.Engine) bool {
-	if in.Operation != "UPDATE" || in.OldObject == nil || e.CustomRulesJudge(in.Family()) {
+	if in.Operation != "UPDATE" || in.OldExposure == nil || e.CustomRulesJudge(in.Family()) {
 		return false
 	}
-	oldPod, err := podView(in.Kind, in.OldObject)
-	if err != nil {
-		return false
-	}
-	return reflect.DeepEqual(exposure(in.Kind, in.Object, in.Pod), exposure(in.Kind, in.OldObject, oldPod))
+	return exposure.Same(in.Exposure, in.OldExposure)
 }
 
 func decodeObject(what string, raw []byte) (map[string]any, error) {
@@ -203,76 +218,19 @@ func decodeObject(what string, raw []byte) (map[string]any, error) {
 	return obj, nil
 }
 
-func metadataString(obj map[string]any, key string) string {
-	md, _ := obj["metadata"].(map[string]any)
-	s, _ := md[key].(string)
-	return s
-}
-
-// exposure is the part of an object the built-in rules judge: an UPDATE that
-// leaves it alone is not reviewed, so a policy change never blocks unrelated
-// updates. Of a pod spec it is what the rules read (an image change is not
-// exposure); of a Service or an Ingress it is the whole spec but the fields
-// known not to expose anything, so that a field added to the API, or newly
-// judged by a rule, is reviewed rather than skipped.
-func exposure(gvk policies.GroupVersionKind, obj map[string]any, pod *policies.PodView) any {
-	if pod != nil {
-		return []any{
-			pod.Spec["hostNetwork"], pod.ServiceAccount, containerPorts(pod.Spec),
-			// Where the pod may run decides which holders of its host ports it meets.
-			pod.Spec["nodeName"], pod.Spec["nodeSelector"], pod.Spec["affinity"],
-		}
-	}
-	spec, _ := obj["spec"].(map[string]any)
-	if gvk.Kind == "Service" {
-		out := make(map[string]any, len(spec))
-		for k, v := range spec {
-			if !slices.Contains(serviceFieldsNotExposure, k) {
-				out[k] = v
-			}
-		}
-		return out
-	}
-	md, _ := obj["metadata"].(map[string]any)
-	ann, _ := md["annotations"].(map[string]any)
-	return []any{spec, ann["kubernetes.io/ingress.class"]}
-}
-
-// serviceFieldsNotExposure are the Service spec fields that open nothing
-// outside the cluster: changing them alone is not reviewed.
-var serviceFieldsNotExposure = []string{
-	"selector", "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "sessionAffinity",
-	"sessionAffinityConfig", "publishNotReadyAddresses", "internalTrafficPolicy", "trafficDistribution",
-}
-
-func containerPorts(spec map[string]any) []any {
-	var out []any
-	for _, list := range []string{"initContainers", "containers", "ephemeralContainers"} {
-		cs, _ := spec[list].([]any)
-		for _, c := range cs {
-			cm, _ := c.(map[string]any)
-			out = append(out, cm["ports"])
-		}
-	}
-	return out
-}
-
 // Validate evaluates the request. A nil Decision with no error means the
 // request was skipped (see Skip and Input).
 func (r *Reviewer) Validate(ctx context.Context, req *Request) (*policies.Decision, error) {
 	if Skip(req) != "" {
 		return nil, nil
 	}
-	in, err := Input(req)
+	in, err := input(req, r.limits)
 	if err != nil {
 		return nil, err
 	}
 	engine := r.Engine()
 	if unjudged(in, engine) {
 		return nil, nil
-	}
-	if err := r.limits.check(in); err != nil {
-		return nil, err
 	}
 	record := r.recording(req)
 	if record {
