@@ -93,17 +93,6 @@ func Lookup(gvk GroupVersionKind) *Kind {
 	return nil
 }
 
-// LookupKind returns the reviewed kind named kind (the webhooks' matchPolicy
-// Equivalent sends every kind in the version the table names).
-func LookupKind(group, kind string) *Kind {
-	for i := range kinds {
-		if kinds[i].Group == group && kinds[i].Kind == kind {
-			return &kinds[i]
-		}
-	}
-	return nil
-}
-
 // Names lists the reviewed kinds as group/version/Kind strings.
 func Names() []string {
 	out := make([]string, len(kinds))
