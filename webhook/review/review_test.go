@@ -3,15 +3,12 @@ package review
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
-
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/policies/exposure"
 )
 
 func newReviewer(t testing.TB, configYAML string) *Reviewer {
@@ -31,67 +28,7 @@ func newReviewer(t testing.TB, configYAML string) *Reviewer {
 	return NewReviewer(e)
 }
 
-func toJSON(t testing.TB, y string) []byte {
-	t.Helper()
-	b, err := yaml.YAMLToJSON([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func rules(fs []ReportFinding) []string {
-	var out []string
-	for _, f := range fs {
-		out = append(out, f.Rule)
-	}
-	slices.Sort(out)
-	return out
-}
-
 var anonymous = policies.User{Username: "alice", Groups: []string{"system:authenticated"}}
-
-// TestSeedCases is the seed blog's five ways to expose InfluxDB (plus the
-// plain pod) under the built-in configuration.
-func TestSeedCases(t *testing.T) {
-	r := newReviewer(t, "")
-	tests := []struct {
-		file      string
-		namespace string
-		denied    []string
-	}{
-		{"influxdb-hostnetwork.yaml", "default", []string{"host-network"}},
-		{"influxdb-hostport.yaml", "default", []string{"host-ports"}},
-		{"influxdb-pod.yaml", "default", nil},
-		{"influxdb-nodeport.yaml", "default", []string{"node-ports"}},
-		{"influxdb-loadbalancer.yaml", "default", []string{"load-balancer", "node-ports"}},
-		{"influxdb-ingress.yaml", "default", nil},
-		{"influxdb-hostnetwork.yaml", "kube-system", nil},
-		{"influxdb-hostport.yaml", "kube-system", nil},
-		{"influxdb-pod.yaml", "kube-system", nil},
-		{"influxdb-nodeport.yaml", "kube-system", nil},
-		{"influxdb-loadbalancer.yaml", "kube-system", nil},
-		{"influxdb-ingress.yaml", "kube-system", nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.namespace+"/"+tc.file, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join("..", "..", "test", "fixtures", "seed", tc.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err := r.ReviewObject(t.Context(), toJSON(t, string(raw)), tc.namespace, anonymous)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := rules(rep.Violations); !slices.Equal(got, tc.denied) {
-				t.Fatalf("denied by %v, want %v: %+v", got, tc.denied, rep.Violations)
-			}
-			if rep.Allowed != (len(tc.denied) == 0) {
-				t.Fatalf("allowed = %v with violations %v", rep.Allowed, rep.Violations)
-			}
-		})
-	}
-}
 
 const teamConfig = `
 apiVersion: portreeve.io/v1alpha1
@@ -131,116 +68,6 @@ spec:
     - {port: 443, targetPort: 8443, protocol: TCP, nodePort: 31000}
   selector: {app: web}
 `
-
-func TestRewriteLoadBalancerYieldsValidService(t *testing.T) {
-	r := newReviewer(t, teamConfig)
-	tests := []struct {
-		namespace     string
-		wantType      corev1.ServiceType
-		wantNodePorts []int32
-		wantETP       corev1.ServiceExternalTrafficPolicy
-		wantExternal  []string
-	}{
-		// node ports granted: NodePort, keeping the granted nodePort and moving
-		// the other into the range (-1: any port in 30100-30199).
-		{"team-a", corev1.ServiceTypeNodePort, []int32{30150, -1}, corev1.ServiceExternalTrafficPolicyLocal, []string{"203.0.113.5"}},
-		// nothing granted: ClusterIP with every LoadBalancer and node port field gone.
-		{"default", corev1.ServiceTypeClusterIP, []int32{0, 0}, "", nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.namespace, func(t *testing.T) {
-			rep, err := r.ReviewObject(t.Context(), toJSON(t, defaultedLoadBalancer), tc.namespace, anonymous)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !rep.Allowed {
-				t.Fatalf("rewritten object is still denied: %+v", rep.Violations)
-			}
-			var svc corev1.Service
-			dec := json.NewDecoder(strings.NewReader(string(rep.Patched)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&svc); err != nil {
-				t.Fatalf("patched object is not a Service: %v", err)
-			}
-			s := svc.Spec
-			if s.Type != tc.wantType {
-				t.Errorf("type = %s, want %s", s.Type, tc.wantType)
-			}
-			for i, p := range s.Ports {
-				if tc.wantNodePorts[i] == -1 && p.NodePort >= 30100 && p.NodePort <= 30199 {
-					continue
-				}
-				if p.NodePort != tc.wantNodePorts[i] {
-					t.Errorf("ports[%d].nodePort = %d, want %d", i, p.NodePort, tc.wantNodePorts[i])
-				}
-			}
-			if s.AllocateLoadBalancerNodePorts != nil || s.LoadBalancerClass != nil || s.LoadBalancerSourceRanges != nil ||
-				s.LoadBalancerIP != "" || s.HealthCheckNodePort != 0 {
-				t.Errorf("LoadBalancer fields left on a %s: %+v", s.Type, s)
-			}
-			if s.ExternalTrafficPolicy != tc.wantETP {
-				t.Errorf("externalTrafficPolicy = %q, want %q", s.ExternalTrafficPolicy, tc.wantETP)
-			}
-			if !slices.Equal(s.ExternalIPs, tc.wantExternal) {
-				t.Errorf("externalIPs = %v, want %v", s.ExternalIPs, tc.wantExternal)
-			}
-			var changes []Change
-			if err := json.Unmarshal([]byte(svc.Annotations[RewritesAnnotation]), &changes); err != nil || len(changes) == 0 {
-				t.Fatalf("annotation %s = %q (%v)", RewritesAnnotation, svc.Annotations[RewritesAnnotation], err)
-			}
-			if len(rep.Warnings) != len(changes) {
-				t.Errorf("%d warnings for %d changes", len(rep.Warnings), len(changes))
-			}
-		})
-	}
-}
-
-func TestRewriteGrantedLoadBalancerSwitchesNodePortsOff(t *testing.T) {
-	r := newReviewer(t, teamConfig)
-	rep, err := r.ReviewObject(t.Context(), toJSON(t, `
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  type: LoadBalancer
-  ports: [{port: 80, nodePort: 30001}]
-`), "lb-only", anonymous)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var svc corev1.Service
-	if err := json.Unmarshal(rep.Patched, &svc); err != nil {
-		t.Fatal(err)
-	}
-	if !rep.Allowed || svc.Spec.Type != corev1.ServiceTypeLoadBalancer ||
-		svc.Spec.AllocateLoadBalancerNodePorts == nil || *svc.Spec.AllocateLoadBalancerNodePorts ||
-		svc.Spec.Ports[0].NodePort != 0 {
-		t.Fatalf("got allowed=%v spec=%+v violations=%v", rep.Allowed, svc.Spec, rep.Violations)
-	}
-}
-
-func TestRewriteCannotFixHostNetworkPorts(t *testing.T) {
-	r := newReviewer(t, teamConfig)
-	rep, err := r.ReviewObject(t.Context(), toJSON(t, `
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: agent}
-spec:
-  template:
-    spec:
-      hostNetwork: true
-      containers: [{name: a, image: x, ports: [{containerPort: 9100}]}]
-`), "team-a", anonymous)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Allowed || rep.Patched != nil {
-		t.Fatalf("a hostNetwork template must be denied, not rewritten: %+v", rep)
-	}
-	if got := rules(rep.Violations); !slices.Equal(got, []string{"host-network", "host-ports"}) {
-		t.Fatalf("denied by %v", got)
-	}
-}
 
 func TestInputDefaultsHostNetworkPortsOnTemplates(t *testing.T) {
 	for _, tc := range []struct{ kind, group, manifest string }{
@@ -463,5 +290,99 @@ func TestFamily(t *testing.T) {
 	}
 	if got := (&policies.Input{Kind: policies.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Service"}}).Family(); got != "" {
 		t.Errorf("Family of example.com/v1/Service = %q, want none", got)
+	}
+}
+
+// TestEveryKindUpdate: for every kind of the table, an UPDATE that changes
+// exposure is judged like a CREATE (denied here: nothing is granted in
+// default), and an UPDATE that changes nothing the built-in rules judge (an
+// image, labels, annotations) is spared them. A kind added to the table
+// without a case here fails.
+func TestEveryKindUpdate(t *testing.T) {
+	r := newReviewer(t, `
+apiVersion: portreeve.io/v1alpha1
+kind: PolicyConfig
+grants:
+  - {name: domains, namespaces: [team-b], ingressDomains: [team-b.example.com]}
+`)
+	podSpec := func(image, hostPort string, hostNetwork bool) map[string]any {
+		var spec map[string]any
+		if err := json.Unmarshal([]byte(`{"hostNetwork":`+strconv.FormatBool(hostNetwork)+`,"containers":[{"name":"c","image":"`+image+`","ports":[{"containerPort":80`+hostPort+`}]}]}`), &spec); err != nil {
+			t.Fatal(err)
+		}
+		return spec
+	}
+	object := func(k exposure.Kind, labels string, spec map[string]any, top string) []byte {
+		obj := map[string]any{"apiVersion": strings.TrimPrefix(k.Group+"/"+k.Version, "/"), "kind": k.Kind,
+			"metadata": map[string]any{"name": "x", "labels": map[string]any{"v": labels}}}
+		if spec != nil {
+			cur := obj
+			for _, p := range k.PodSpec[:len(k.PodSpec)-1] {
+				next := map[string]any{}
+				cur[p] = next
+				cur = next
+			}
+			cur[k.PodSpec[len(k.PodSpec)-1]] = spec
+		} else if err := json.Unmarshal([]byte(top), &obj); err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	type update struct {
+		name     string
+		old, new []byte
+		judged   bool
+	}
+	cases := func(k exposure.Kind) []update {
+		switch {
+		case k.PodSpec != nil:
+			return []update{
+				{"an image and a label", object(k, "1", podSpec("a", "", false), ""), object(k, "2", podSpec("b", "", false), ""), false},
+				{"a hostPort", object(k, "1", podSpec("a", "", false), ""), object(k, "1", podSpec("a", `,"hostPort":80`, false), ""), true},
+				{"hostNetwork", object(k, "1", podSpec("a", "", false), ""), object(k, "1", podSpec("a", "", true), ""), true},
+			}
+		case k.Kind == "Service":
+			svc := func(typ, app string) []byte {
+				return object(k, app, nil, `{"spec":{"type":"`+typ+`","selector":{"app":"`+app+`"},"ports":[{"port":80}]}}`)
+			}
+			return []update{
+				{"a selector and a label", svc("ClusterIP", "a"), svc("ClusterIP", "b"), false},
+				{"the type", svc("ClusterIP", "a"), svc("NodePort", "a"), true},
+			}
+		case k.Kind == "Ingress":
+			ing := func(host, note string) []byte {
+				return object(k, note, nil, `{"metadata":{"name":"x","annotations":{"note":"`+note+`"}},"spec":{"rules":[{"host":"`+host+`"}]}}`)
+			}
+			return []update{
+				{"an annotation", ing("a.team-b.example.com", "1"), ing("a.team-b.example.com", "2"), false},
+				{"a host", ing("a.team-b.example.com", "1"), ing("a.example.org", "1"), true},
+			}
+		}
+		return nil
+	}
+	for _, k := range exposure.Kinds() {
+		updates := cases(k)
+		if len(updates) == 0 {
+			t.Errorf("%s: no UPDATE case", k)
+		}
+		for _, u := range updates {
+			t.Run(k.Kind+"/"+u.name, func(t *testing.T) {
+				d, err := r.Validate(t.Context(), &Request{Operation: "UPDATE", Kind: k.GroupVersionKind, Namespace: "default",
+					Object: u.new, OldObject: u.old, User: anonymous})
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case u.judged && (d == nil || d.Allowed()):
+					t.Errorf("an UPDATE of %s was not judged (or admitted): %+v", u.name, d)
+				case !u.judged && d != nil:
+					t.Errorf("an UPDATE of %s was judged: %+v", u.name, d)
+				}
+			})
+		}
 	}
 }
