@@ -3,13 +3,15 @@ SHELL := /usr/bin/env bash -o errexit -o pipefail -o nounset
 .DEFAULT_GOAL := help
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# The commit, for `portreeve version` and portreeve_build_info (hack/image builds with -buildvcs=false).
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 BIN := bin/portreeve
 IMAGE ?= portreeve/portreeve
 ARCH ?= $(shell go env GOARCH)
 FUZZTIME ?= 10m
 # Packages that need no control plane.
-UNIT_PKGS := ./cmd/... ./policies/... ./webhook/... ./certs/...
+UNIT_PKGS := ./cmd/... ./policies/... ./webhook/... ./certs/... ./report/...
 
 .PHONY: help
 help: ## Show this help
@@ -33,12 +35,12 @@ tools: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager and helm 
 
 .PHONY: fmt
 fmt: ## Format Go and Rego
-	gofmt -w cmd webhook policies certs test hack
+	gofmt -w cmd webhook policies certs report test hack
 	go run ./hack/regofmt -w policies
 
 .PHONY: lint
 lint: ## gofmt, go vet, opa fmt and opa check --strict (through the Go SDK)
-	@unformatted=$$(gofmt -l cmd webhook policies certs test hack); \
+	@unformatted=$$(gofmt -l cmd webhook policies certs report test hack); \
 	  if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	go vet ./...
 	go test ./policies/ -count=1 -run 'TestRegoFormat|TestRegoStrict'

@@ -13,7 +13,8 @@ import (
 )
 
 // injectCABundle sets caBundle on every webhook of the validating and the
-// mutating configuration named r.opts.WebhookConfigName. It patches only a
+// mutating configuration named r.opts.WebhookConfigName (the validating one
+// only with NoMutatingWebhook). It patches only a
 // configuration whose bundle differs, with an optimistic lock so that a
 // concurrent change (helm upgrade, another replica) is re-read, not undone.
 func (r *Rotator) injectCABundle(ctx context.Context, caBundle []byte) error {
@@ -39,6 +40,9 @@ func (r *Rotator) injectCABundle(ctx context.Context, caBundle []byte) error {
 				}
 				return out
 			}, caBundle)
+	}
+	if r.opts.NoMutatingWebhook {
+		return retry.RetryOnConflict(retry.DefaultRetry, validating)
 	}
 	return errors.Join(
 		retry.RetryOnConflict(retry.DefaultRetry, validating),

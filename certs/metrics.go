@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 // Values of the cert label of portreeve_cert_expiry_timestamp_seconds.
@@ -19,10 +18,10 @@ var certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Help: "Expiry (NotAfter, Unix seconds) of the newest webhook CA and of the serving certificate written to the cert dir.",
 }, []string{"cert"})
 
-// RegisterMetrics registers the certificate metrics on controller-runtime's
-// metrics.Registry. Calling it more than once is harmless.
-func RegisterMetrics() error {
-	return registerMetrics(ctrlmetrics.Registry)
+// RegisterMetrics registers the certificate metrics on reg (serve: controller-runtime's
+// metrics.Registry). Calling it more than once is harmless.
+func RegisterMetrics(reg prometheus.Registerer) error {
+	return registerMetrics(reg)
 }
 
 func registerMetrics(reg prometheus.Registerer) error {

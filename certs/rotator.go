@@ -43,6 +43,9 @@ type Options struct {
 	// WebhookConfigName names both the ValidatingWebhookConfiguration and the
 	// MutatingWebhookConfiguration whose caBundle is injected.
 	WebhookConfigName string
+	// NoMutatingWebhook: the installation registers no mutating webhook (no
+	// rule needs one), so only the validating configuration gets the CA.
+	NoMutatingWebhook bool
 	// CertDir receives tls.crt, tls.key and ca.crt.
 	CertDir string
 	// CACommonName is the subject of the CA (default portreeve-ca).

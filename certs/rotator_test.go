@@ -233,6 +233,32 @@ func TestRotatorWaitsForWebhookConfigurations(t *testing.T) {
 	assertInSync(t, c, r, clock.Now())
 }
 
+// TestRotatorWithoutMutatingWebhook: an installation that registers no
+// mutating webhook (no rule needs one) is ready once the validating
+// configuration has the CA.
+func TestRotatorWithoutMutatingWebhook(t *testing.T) {
+	clock := newFakeClock(t0)
+	c := newClient(validatingConfig()).Build()
+	opts := testOptions(t, clock)
+	opts.NoMutatingWebhook = true
+	r := newTestRotator(t, c, opts)
+	if err := r.Sync(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ReadyCheck(nil); err != nil {
+		t.Fatal(err)
+	}
+	var v admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(validatingConfig()), &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range v.Webhooks {
+		if len(w.ClientConfig.CABundle) == 0 {
+			t.Errorf("webhook %s has no caBundle", w.Name)
+		}
+	}
+}
+
 // TestRotatorKeepsServedCertWhileInjectionFails: a renewed certificate is
 // not served before the bundle that trusts it has been injected.
 func TestRotatorKeepsServedCertWhileInjectionFails(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/portreeve/portreeve/certs"
 )
@@ -20,7 +21,7 @@ import (
 // the CA into both webhook configurations; it bootstraps before the manager
 // starts, because the webhook server needs the files to start.
 func setupCerts(ctx context.Context, mgr manager.Manager, scheme *runtime.Scheme, o *serveOptions, ready map[string]healthz.Checker) error {
-	if err := certs.RegisterMetrics(); err != nil {
+	if err := certs.RegisterMetrics(ctrlmetrics.Registry); err != nil {
 		return err
 	}
 	if o.CertMode != "self-signed" {
@@ -46,6 +47,7 @@ func setupCerts(ctx context.Context, mgr manager.Manager, scheme *runtime.Scheme
 		DNSNames:          o.CertExtraDNSNames,
 		IPs:               ips,
 		WebhookConfigName: o.WebhookConfigName,
+		NoMutatingWebhook: !o.MutatingWebhook,
 		CertDir:           o.CertDir,
 		CAValidity:        o.CAValidity,
 		CertValidity:      o.CertValidity,

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/portreeve/portreeve/webhook/explain"
 )
 
 const explainConfig = `apiVersion: portreeve.io/v1alpha1
@@ -87,7 +89,7 @@ func TestExplain(t *testing.T) {
 		"      team-a: applies to this request, but does not allow this\n",
 		"      edge: does not apply: expired: 2024-01-01\n",
 		"      dns: does not apply: other user: \"alice\" is not in bob\n",
-		"ConfigMap default/x (CREATE by alice; groups: dev, system:authenticated)\n  verdict: SKIPPED (kind ConfigMap is not reviewed)\n",
+		"ConfigMap default/x (CREATE by alice; groups: dev, system:authenticated)\n  verdict: SKIPPED (kind v1/ConfigMap is not reviewed)\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
@@ -101,7 +103,7 @@ func TestExplain(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	var ex []Explanation
+	var ex []explain.Explanation
 	if err := json.Unmarshal([]byte(out), &ex); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

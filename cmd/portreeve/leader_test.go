@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/portreeve/portreeve/certs"
+	"github.com/portreeve/portreeve/webhook/audit"
 	"github.com/portreeve/portreeve/webhook/inventory"
 )
 
@@ -107,7 +108,7 @@ func TestOnlyTheAuditNeedsTheLease(t *testing.T) {
 		{"inventory", inventory.New(inventory.Options{}), false},
 		{"configuration watcher", everyReplica{&configWatcher{}}, false},
 		{"certificate rotator", &certs.Rotator{}, false},
-		{"audit", &auditLoop{}, true},
+		{"audit", &audit.Loop{}, true},
 	}
 	for _, tc := range tests {
 		le, ok := tc.r.(manager.LeaderElectionRunnable)

@@ -131,9 +131,24 @@ func parseConfig(b []byte, modules map[string]string) (*policies.Config, error) 
 	return policies.ParseConfig(b, policies.CustomRuleIDs(modules))
 }
 
-// loadPolicySet reads the configuration file and the policy dir at start-up.
-// Unlike a reload, a bad file here stops serve: there is no last good set.
+// loadPolicySet reads the configuration file and the policy dir at start-up
+// (serve) or for an offline command. Unlike a reload, a bad file here stops
+// serve: there is no last good set.
 func loadPolicySet(configPath, policyDir string) (*policySet, error) {
+	s, err := readPolicySet(configPath, policyDir)
+	if err != nil {
+		return nil, err
+	}
+	if s.config, err = parseConfig(s.configBytes, s.modules); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// readPolicySet reads the configuration file and the policy dir, leaving
+// the configuration unparsed (config nil): `test` parses it per DIR, whose
+// custom rules it may name.
+func readPolicySet(configPath, policyDir string) (*policySet, error) {
 	s := &policySet{}
 	var err error
 	if configPath != "" {
@@ -142,9 +157,6 @@ func loadPolicySet(configPath, policyDir string) (*policySet, error) {
 		}
 	}
 	if s.modules, err = readPolicyDir(policyDir); err != nil {
-		return nil, err
-	}
-	if s.config, err = parseConfig(s.configBytes, s.modules); err != nil {
 		return nil, err
 	}
 	return s, nil

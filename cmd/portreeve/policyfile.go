@@ -14,13 +14,17 @@ import (
 var maxPolicyBytes int64 = 4 << 20
 
 // readPolicyFile reads a configuration or a module, refusing one larger
-// than maxPolicyBytes before it reads it.
+// than maxPolicyBytes before it reads it: by its size when it is a regular
+// file (nothing of it is read), else once it has read one byte more.
 func readPolicyFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > maxPolicyBytes {
+		return nil, tooLarge(path)
+	}
 	return readBounded(path, f)
 }
 
@@ -31,7 +35,11 @@ func readBounded(name string, r io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) > maxPolicyBytes {
-		return nil, fmt.Errorf("%s: larger than %d bytes, the most Portreeve reads of a policy file (--max-policy-bytes)", name, maxPolicyBytes)
+		return nil, tooLarge(name)
 	}
 	return b, nil
+}
+
+func tooLarge(name string) error {
+	return fmt.Errorf("%s: larger than %d bytes, the most Portreeve reads of a policy file (--max-policy-bytes)", name, maxPolicyBytes)
 }

@@ -11,17 +11,17 @@ import (
 )
 
 func newRulesCommand() *cobra.Command {
-	var configPath, output string
+	var configPath, policyDir, output string
 	cmd := &cobra.Command{
 		Use:   "rules",
 		Short: "List the rules with their modes and descriptions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(configPath)
+			set, err := loadPolicySet(configPath, policyDir)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			engine, err := policies.New(cmd.Context(), policies.Options{Config: cfg})
+			engine, err := policies.New(cmd.Context(), policies.Options{Config: set.config, Modules: set.modules})
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -39,6 +39,7 @@ func newRulesCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "policy configuration file (default: the built-in configuration)")
+	cmd.Flags().StringVar(&policyDir, "policy-dir", "", "folder of custom Rego rules, as for serve --policy-dir: listed with the built-in ones")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

@@ -57,6 +57,7 @@ type serveOptions struct {
 	CertSecret         string
 	ServiceName        string
 	WebhookConfigName  string
+	MutatingWebhook    bool
 	CAValidity         time.Duration
 	CertValidity       time.Duration
 	CertRenewBefore    time.Duration
@@ -72,6 +73,9 @@ type serveOptions struct {
 	Enforcement string
 	// Limits bound what one review may hold.
 	Limits review.Limits
+	// MaxReviewsInFlight bounds the reviews that run at once, MaxReviewBytesInFlight their objects' bytes (0: none).
+	MaxReviewsInFlight     int
+	MaxReviewBytesInFlight int64
 	authoringOptions
 	leaderOptions
 	// WebhookTimeouts bound each connection of the webhook server.
@@ -81,24 +85,26 @@ type serveOptions struct {
 
 func newServeOptions() *serveOptions {
 	return &serveOptions{
-		WebhookPort:        9443,
-		CertDir:            "/certs",
-		TLSMinVersion:      "1.2",
-		ConfigPollInterval: 5 * time.Second,
-		MetricsBindAddress: ":8080",
-		HealthProbeAddress: ":8081",
-		Namespace:          os.Getenv("POD_NAMESPACE"),
-		CertMode:           "cert-manager",
-		CAValidity:         5 * 365 * 24 * time.Hour,
-		CertValidity:       365 * 24 * time.Hour,
-		CertCheckInterval:  time.Minute,
-		NodePortRange:      "30000-32767",
-		InventoryNotReady:  inventory.NotReadyDeny,
-		Enforcement:        string(review.Enforce),
-		Limits:             review.DefaultLimits,
-		authoringOptions:   defaultAuthoringOptions(),
-		leaderOptions:      defaultLeaderOptions(),
-		WebhookTimeouts:    defaultWebhookTimeouts(),
+		WebhookPort:            9443,
+		CertDir:                "/certs",
+		TLSMinVersion:          "1.2",
+		ConfigPollInterval:     5 * time.Second,
+		MetricsBindAddress:     ":8080",
+		HealthProbeAddress:     ":8081",
+		Namespace:              os.Getenv("POD_NAMESPACE"),
+		CertMode:               "cert-manager",
+		CAValidity:             5 * 365 * 24 * time.Hour,
+		CertValidity:           365 * 24 * time.Hour,
+		CertCheckInterval:      time.Minute,
+		NodePortRange:          "30000-32767",
+		InventoryNotReady:      inventory.NotReadyDeny,
+		Enforcement:            string(review.Enforce),
+		Limits:                 review.DefaultLimits,
+		MaxReviewsInFlight:     defaultMaxReviewsInFlight,
+		MaxReviewBytesInFlight: defaultMaxReviewBytesInFlight,
+		authoringOptions:       defaultAuthoringOptions(),
+		leaderOptions:          defaultLeaderOptions(),
+		WebhookTimeouts:        defaultWebhookTimeouts(),
 	}
 }
 
@@ -118,6 +124,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CertSecret, "cert-secret", o.CertSecret, "self-signed mode: the Secret that stores the CA and the serving certificate")
 	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "self-signed mode: the webhook Service, whose DNS names the certificate covers")
 	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", o.WebhookConfigName, "self-signed mode: name of the validating and mutating webhook configurations to inject the CA into")
+	fs.BoolVar(&o.MutatingWebhook, "mutating-webhook", true, "self-signed mode: a mutating webhook configuration is registered (false when no rule needs one): inject the CA into it too, and wait for it")
 	fs.DurationVar(&o.CAValidity, "ca-duration", o.CAValidity, "self-signed mode: CA lifetime")
 	fs.DurationVar(&o.CertValidity, "cert-duration", o.CertValidity, "self-signed mode: serving certificate lifetime")
 	fs.DurationVar(&o.CertRenewBefore, "renew-before", o.CertRenewBefore, "self-signed mode: renew this long before expiry (default: a third of the lifetime)")
@@ -132,6 +139,11 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Limits.Ports, "max-ports", o.Limits.Ports, "most ports one pod spec (all its containers) or Service may have; more are refused before the rules run (0: no limit)")
 	fs.IntVar(&o.Limits.IngressRules, "max-ingress-rules", o.Limits.IngressRules, "most rules and TLS hosts one Ingress may have (0: no limit)")
 	fs.IntVar(&o.Limits.IngressPaths, "max-ingress-paths", o.Limits.IngressPaths, "most paths one Ingress may have (0: no limit)")
+	fs.IntVar(&o.MaxReviewsInFlight, "max-reviews-in-flight", o.MaxReviewsInFlight, "most reviews that run at once, across the webhooks; more wait in line "+
+		"while their deadline leaves the rules' budget (--policy-eval-timeout) to review them, then get a 503 (allowed with a warning when observing)")
+	fs.Int64Var(&o.MaxReviewBytesInFlight, "max-review-bytes-in-flight", o.MaxReviewBytesInFlight, "most bytes of objects (object and old object, "+
+		"as received) that the reviews in flight hold together, decoded many times their size; a review that would pass it waits as above "+
+		"(one counts at most three quarters of it, so that large ones run one at a time and small ones pass; 0: no bound)")
 	fs.StringVar(&o.Enforcement, "enforcement", o.Enforcement, "enforce: act on findings by each rule's mode; observe: evaluate and record every rule (metrics, logs, a warning per finding) but deny and rewrite nothing, to adopt Portreeve on a running cluster")
 	o.authoringOptions.addFlags(fs)
 	o.leaderOptions.addFlags(fs)
@@ -173,6 +185,12 @@ func (o *serveOptions) validate() error {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must be 0 (no limit) or more, got %d", flag, v))
 		}
+	}
+	if o.MaxReviewsInFlight < 1 {
+		errs = append(errs, fmt.Errorf("--max-reviews-in-flight must be at least 1, got %d", o.MaxReviewsInFlight))
+	}
+	if o.MaxReviewBytesInFlight < 0 {
+		errs = append(errs, fmt.Errorf("--max-review-bytes-in-flight must be 0 (no bound) or more, got %d", o.MaxReviewBytesInFlight))
 	}
 	if _, err := review.ParseEnforcement(o.Enforcement); err != nil {
 		errs = append(errs, fmt.Errorf("--enforcement: %w", err))
@@ -309,22 +327,27 @@ func serve(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := registerBuildInfo(ctrlmetrics.Registry); err != nil {
+		return err
+	}
 	namespaces := &cachedNamespaces{reader: mgr.GetClient()}
 	exempt := o.exempt()
-	// Each review ends before the apiserver stops waiting for it (its ?timeout=), so it always gets an answer.
-	deadline := func(h http.Handler) http.Handler {
-		return portreevewebhook.WithRequestDeadline(h, reviewDeadlineMargin)
+	limiter, err := o.newInFlight(reviewer, ctrlmetrics.Registry)
+	if err != nil {
+		return err
 	}
-	server.Register("/validate", deadline(&webhook.Admission{Handler: &portreevewebhook.Handler{
-		Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
-	}, LogConstructor: portreevewebhook.LogConstructor}))
-	server.Register("/mutate", deadline(&webhook.Admission{Handler: &portreevewebhook.Handler{
-		Mutating: true, Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
-	}, LogConstructor: portreevewebhook.LogConstructor}))
-	// The namespace opt-out label (--audit-ignore-label, the chart's webhook.ignoreLabel.key) is an admin's act.
-	server.Register("/namespaces", deadline(&webhook.Admission{Handler: &portreevewebhook.OptOutGuard{
-		Reviewer: reviewer, Label: o.AuditIgnoreLabel, Recorder: recorder,
-	}, LogConstructor: portreevewebhook.LogConstructor}))
+	mountReviews(server, limiter,
+		reviewEndpoint{"/validate", "validating", &portreevewebhook.Handler{
+			Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
+		}},
+		reviewEndpoint{"/mutate", "mutating", &portreevewebhook.Handler{
+			Mutating: true, Reviewer: reviewer, Namespaces: namespaces, Recorder: recorder, ExemptNamespaces: exempt,
+		}},
+		// The namespace opt-out label (--audit-ignore-label, the chart's webhook.ignoreLabel.key) is an admin's act.
+		reviewEndpoint{"/namespaces", "namespaces", &portreevewebhook.OptOutGuard{
+			Reviewer: reviewer, Label: o.AuditIgnoreLabel, Recorder: recorder,
+		}},
+	)
 
 	watcher, err := newConfigWatcher(o, set, reviewer, ruleErrors.Report, ctrlmetrics.Registry)
 	if err != nil {
@@ -359,7 +382,7 @@ func serve(ctx context.Context, o *serveOptions) error {
 	if err := setupAudit(mgr, o, reviewer, inv, namespaces); err != nil {
 		return err
 	}
-	log.Info("starting", "version", version, "enforcement", enforcement, "rules", len(engine.Rules()), "exemptNamespaces", strings.Join(exempt, ","))
+	log.Info("starting", "version", version, "revision", currentBuildInfo().Revision, "enforcement", enforcement, "rules", len(engine.Rules()), "exemptNamespaces", strings.Join(exempt, ","))
 	return mgr.Start(ctx)
 }
 

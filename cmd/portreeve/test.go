@@ -16,6 +16,7 @@ func newTestCommand() *cobra.Command {
 		output   string
 		verbose  bool
 		coverage bool
+		df       decisionFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "test [DIR...]",
@@ -25,23 +26,35 @@ func newTestCommand() *cobra.Command {
 			"  - the Rego unit tests (test_* rules in *_test.rego files) with OPA's test runner;\n" +
 			"  - the case files (YAML documents with kind: PolicyTest): each object is reviewed as the mutating and\n" +
 			"    then the validating webhook would, and the outcome is compared with the case's expectations.\n" +
+			"The flags that shape a decision (--config, --policy-dir, --node-port-range, -n, --namespace-labels, --as,\n" +
+			"--as-group) apply to the cases whose case file does not say; --policy-dir rules load with each DIR's.\n" +
 			"Output follows go test: failures (every test with -v), then ok or FAIL per DIR.\n" +
 			"Exit status: 0 when everything passes, 1 when a test fails or a DIR does not load, 2 on bad usage.",
 		RunE: func(cmd *cobra.Command, dirs []string) error {
-			if output != "text" && output != "json" {
-				return &exitError{code: 2, err: fmt.Errorf("-o must be text or json, got %q", output)}
+			if output != "text" && output != "json" && output != "junit" {
+				return &exitError{code: 2, err: fmt.Errorf("-o must be text, json or junit, got %q", output)}
 			}
 			if len(dirs) == 0 {
 				dirs = []string{"."}
 			}
+			modules, defaults, err := df.caseDefaults()
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			opts := policytest.Options{Coverage: coverage, Modules: modules, Defaults: defaults}
 			reports := make([]*policytest.Report, 0, len(dirs))
 			passed := true
 			for _, dir := range dirs {
-				rep := policytest.Run(cmd.Context(), dir, policytest.Options{Coverage: coverage})
+				rep := policytest.Run(cmd.Context(), dir, opts)
 				reports = append(reports, rep)
 				passed = passed && rep.Passed()
 				if output == "text" {
 					printTestReport(cmd.OutOrStdout(), rep, verbose)
+				}
+			}
+			if output == "junit" {
+				if err := testJUnit(reports).Write(cmd.OutOrStdout()); err != nil {
+					return &exitError{code: 2, err: err}
 				}
 			}
 			if output == "json" {
@@ -60,9 +73,10 @@ func newTestCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or junit (a test suite per DIR, a test case per test)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "list every test, not only the failures")
 	cmd.Flags().BoolVar(&coverage, "coverage", false, "report the line coverage of every rule (Rego tests and cases together)")
+	df.addFlags(cmd.Flags(), forCases, policytest.DefaultUser)
 	return cmd
 }
 

@@ -12,11 +12,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	portreevewebhook "github.com/portreeve/portreeve/webhook"
+	"github.com/portreeve/portreeve/webhook/review"
 )
 
 // webhookTimeouts bound how long one connection of the webhook server may
@@ -166,5 +171,56 @@ func (s *webhookServer) StartedChecker() healthz.Checker {
 			return fmt.Errorf("webhook server is not reachable: %w", err)
 		}
 		return conn.Close()
+	}
+}
+
+// The bounds on reviews in flight (serve --max-reviews-in-flight and
+// --max-review-bytes-in-flight). A review is CPU work (decoding, facts, Rego)
+// that waits on nothing but a contested key, so more of them in flight than a
+// few per CPU only makes each slower and holds its memory longer, until the
+// rules run out of their time budget together. 32 keeps 8 CPUs busy, more
+// than one replica uses (more load wants more replicas), and 8 reviews of one
+// slow rule still run side by side on one or two. The bound is fixed rather
+// than per CPU because the chart sets no CPU limit: GOMAXPROCS is then the
+// node's CPU count, and the memory the bound must keep within the chart's
+// 256Mi would grow with the node. Small objects are cheap: a Pod is a few KiB,
+// and 32 reviews of 64 KiB objects hold under 64 MiB decoded. Large ones are
+// bounded by their bytes: decoded, an object takes about 16 times its size in
+// JSON (a 2.5 MiB Pod with 65,000 ports, 40 MB), so 4 MiB of objects in
+// flight stay near 64 MB: a Pod of the largest size the apiserver sends
+// (3 MiB) is reviewed one at a time, while small reviews go on beside it.
+const (
+	defaultMaxReviewsInFlight     = 32
+	defaultMaxReviewBytesInFlight = 4 << 20
+)
+
+// newInFlight is the bound on reviews in flight of --max-reviews-in-flight
+// and --max-review-bytes-in-flight: a review waits in line while its deadline
+// leaves the rules' budget (--policy-eval-timeout) to review it, and fails
+// like the webhooks do (open when observing) once it does not.
+func (o *serveOptions) newInFlight(reviewer *review.Reviewer, reg prometheus.Registerer) (*portreevewebhook.InFlight, error) {
+	return portreevewebhook.NewInFlight(portreevewebhook.InFlightOptions{
+		Max:        o.MaxReviewsInFlight,
+		MaxBytes:   o.MaxReviewBytesInFlight,
+		Reserve:    o.EvalTimeout,
+		Observe:    func() bool { return reviewer.Enforcement() == review.Observe },
+		Registerer: reg,
+	})
+}
+
+// reviewEndpoint is one admission webhook of the server.
+type reviewEndpoint struct {
+	path    string
+	name    string // in the metrics: validating, mutating, namespaces
+	handler admission.Handler
+}
+
+// mountReviews registers the webhooks on server: each review's context ends
+// before the apiserver stops waiting for it (its ?timeout=), so that it
+// always gets an answer, and waits for its turn under limiter.
+func mountReviews(server webhook.Server, limiter *portreevewebhook.InFlight, endpoints ...reviewEndpoint) {
+	for _, e := range endpoints {
+		h := &webhook.Admission{Handler: limiter.Wrap(e.name, e.handler), LogConstructor: portreevewebhook.LogConstructor}
+		server.Register(e.path, portreevewebhook.WithRequestDeadline(h, reviewDeadlineMargin))
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -37,12 +38,27 @@ type testWebhookServer struct {
 	addr    string
 	ca      *certs.KeyPair
 	certDir string
+	limiter *portreevewebhook.InFlight
 }
 
 // startWebhookServer serves the real validating handler (built-in rules)
 // at /validate and a handler slower than the write timeout at /slow.
 func startWebhookServer(t *testing.T, http2 bool, timeouts webhookTimeouts) *testWebhookServer {
 	t.Helper()
+	o := newServeOptions()
+	o.EnableHTTP2 = http2
+	o.TLSMinVersion = "1.3"
+	o.WebhookTimeouts = timeouts
+	o.Limits = review.Limits{}
+	return startServeServer(t, o)
+}
+
+// startServeServer serves /validate as serve does with o (its limits, its
+// bound on reviews in flight, deadlines from ?timeout=; built-in rules), and
+// a handler slower than the write timeout at /slow.
+func startServeServer(t *testing.T, o *serveOptions) *testWebhookServer {
+	t.Helper()
+	timeouts := o.WebhookTimeouts
 	ca, err := certs.NewCA("portreeve-test-ca", time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +73,6 @@ func startWebhookServer(t *testing.T, http2 bool, timeouts webhookTimeouts) *tes
 	l.Close()
 	ts.addr = fmt.Sprintf("127.0.0.1:%d", port)
 
-	o := newServeOptions()
-	o.EnableHTTP2 = http2
-	o.TLSMinVersion = "1.3"
 	s := newWebhookServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: ts.certDir, TLSOpts: []func(*tls.Config){o.tlsOptions}}, timeouts)
 	engine, err := policies.New(t.Context(), policies.Options{})
 	if err != nil {
@@ -69,7 +82,12 @@ func startWebhookServer(t *testing.T, http2 bool, timeouts webhookTimeouts) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Register("/validate", &webhook.Admission{Handler: &portreevewebhook.Handler{Reviewer: review.NewReviewer(engine), Recorder: rec}})
+	reviewer := review.NewReviewer(engine)
+	reviewer.SetLimits(o.Limits)
+	if ts.limiter, err = o.newInFlight(reviewer, prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	mountReviews(s, ts.limiter, reviewEndpoint{"/validate", "validating", &portreevewebhook.Handler{Reviewer: reviewer, Recorder: rec}})
 	s.Register("/slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(timeouts.Write + time.Second)
 		fmt.Fprintln(w, "too late")
@@ -383,5 +401,45 @@ func TestWebhookTimeoutFlags(t *testing.T) {
 	if s.ReadHeaderTimeout != time.Second || s.ReadTimeout != 3*time.Second || s.WriteTimeout != 4*time.Second || s.IdleTimeout != 2*time.Second ||
 		s.HTTP2 == nil || s.HTTP2.SendPingTimeout != time.Second || s.HTTP2.PingTimeout != time.Second {
 		t.Errorf("http.Server %+v", s)
+	}
+}
+
+func TestReviewsInFlightFlags(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		max      int
+		maxBytes int64
+		wantErr  string
+	}{
+		{name: "defaults", max: 32, maxBytes: 4 << 20},
+		{name: "set", args: []string{"--max-reviews-in-flight=4", "--max-review-bytes-in-flight=0"}, max: 4, maxBytes: 0},
+		{name: "no reviews", args: []string{"--max-reviews-in-flight=0"}, wantErr: "--max-reviews-in-flight must be at least 1, got 0"},
+		{name: "negative bytes", args: []string{"--max-review-bytes-in-flight=-1"}, wantErr: "--max-review-bytes-in-flight must be 0 (no bound) or more, got -1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newServeOptions()
+			fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+			o.addFlags(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := o.validate(); tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("validate: %v, want %q", err, tc.wantErr)
+				}
+				return
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			l, err := o.newInFlight(review.NewReviewer(nil), prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Max() != tc.max || l.MaxBytes() != tc.maxBytes {
+				t.Errorf("bounds %d reviews, %d bytes; want %d and %d", l.Max(), l.MaxBytes(), tc.max, tc.maxBytes)
+			}
+		})
 	}
 }

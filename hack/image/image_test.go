@@ -40,7 +40,7 @@ func TestImage(t *testing.T) {
 	}
 	dir := t.TempDir()
 	binPath := filepath.Join(dir, "portreeve-bin")
-	if err := BuildBinary(root, binPath, runtime.GOARCH, "-s -w -X main.version=image-test"); err != nil {
+	if err := BuildBinary(root, binPath, runtime.GOARCH, "-s -w -X main.version=image-test -X main.revision=0123456789abcdef0123456789abcdef01234567"); err != nil {
 		t.Fatal(err)
 	}
 	bin, err := os.ReadFile(binPath)
@@ -210,6 +210,10 @@ func TestImage(t *testing.T) {
 		}
 		if !strings.Contains(string(out), "image-test") {
 			t.Errorf("portreeve version printed %q, want the version built in", out)
+		}
+		// hack/image builds with -buildvcs=false: the revision comes from the linker (make image passes it).
+		if !strings.Contains(string(out), "revision 0123456789abcdef0123456789abcdef01234567") {
+			t.Errorf("portreeve version printed %q, want the revision built in", out)
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/webhook/offline"
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
@@ -409,7 +410,7 @@ func (r *record) readIngress(ing *networkingv1.Ingress, md *metav1.ObjectMeta) {
 // Service; any load-balancer denial needs the LoadBalancer grant.
 // Denials no item stands for (a custom rule, an Ingress rule without a host)
 // are left to the final review, which reports them.
-func (r *record) markNeeded(violations []review.ReportFinding) {
+func (r *record) markNeeded(violations []offline.ReportFinding) {
 	for _, v := range violations {
 		if !slices.Contains(grantableRules, v.Rule) {
 			continue

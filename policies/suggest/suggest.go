@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/webhook/offline"
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
@@ -151,15 +152,17 @@ func Suggest(ctx context.Context, objects []Object, opts Options) (*Result, erro
 	res.Reviewed = len(records)
 	res.Conflicts = findConflicts(records, opts.NodePortRange)
 
-	facts := rangeFacts{span: opts.NodePortRange}
+	// The rules see the cluster's NodePort range and no inventory: conflicts
+	// are found here, across the objects read, not by the rules.
+	facts := offline.RangeFacts{Span: opts.NodePortRange}
 	judge, err := newReviewer(ctx, judgingConfig(opts.Base, known, true), opts.Modules, facts)
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range records {
-		rep, err := judge.ReviewObject(ctx, r.raw, r.ref.Namespace, User)
+		rep, err := reviewObject(ctx, judge, r)
 		if err != nil {
-			return nil, fmt.Errorf("%s (%s): %w", r.ref, r.source, err)
+			return nil, err
 		}
 		r.markNeeded(rep.Violations)
 	}
@@ -178,9 +181,9 @@ func Suggest(ctx context.Context, objects []Object, opts Options) (*Result, erro
 		return nil, err
 	}
 	for _, r := range records {
-		rep, err := verify.ReviewObject(ctx, r.raw, r.ref.Namespace, User)
+		rep, err := reviewObject(ctx, verify, r)
 		if err != nil {
-			return nil, fmt.Errorf("%s (%s): %w", r.ref, r.source, err)
+			return nil, err
 		}
 		if len(rep.Violations) > 0 {
 			ref := Refusal{Object: r.ref}
@@ -261,17 +264,18 @@ func newReviewer(ctx context.Context, cfg *policies.Config, modules map[string]s
 	return r, nil
 }
 
-// rangeFacts hands the rules the cluster's NodePort range and nothing else:
-// conflicts are found here, across the objects read, not by the rules.
-type rangeFacts struct{ span policies.PortSpan }
-
-func (f rangeFacts) Facts(*policies.Input, *policies.Config) *policies.Facts {
-	return &policies.Facts{NodePortRange: f.span}
+// reviewObject reviews the object of r as `portreeve eval` does (a CREATE
+// by User, through the offline review) and returns eval's report.
+func reviewObject(ctx context.Context, rv *review.Reviewer, r *record) (*offline.Report, error) {
+	req, err := offline.NewRequest(r.raw, nil, r.ref.Namespace, User)
+	if err == nil {
+		var out *offline.Outcome
+		if out, err = offline.Review(ctx, rv, req); err == nil {
+			return out.Report(r.source)
+		}
+	}
+	return nil, fmt.Errorf("%s (%s): %w", r.ref, r.source, err)
 }
-
-func (rangeFacts) Claim(*policies.Input, bool) {}
-
-func (rangeFacts) Release(*policies.Input) {}
 
 func cloneConfig(c *policies.Config) *policies.Config {
 	out := *c

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/webhook/offline"
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
@@ -48,7 +49,7 @@ func grantsYAML(t *testing.T, grants []policies.Grant) string {
 // reviewAll reviews every object under the configuration text as eval
 // does, with every rule denying but those switched off (the suggestion is
 // for enforcing), and returns the reports by object and source.
-func reviewAll(t *testing.T, config []byte, objects []Object) map[string]*review.Report {
+func reviewAll(t *testing.T, config []byte, objects []Object) map[string]*offline.Report {
 	t.Helper()
 	cfg, err := policies.ParseConfig(config, nil)
 	if err != nil {
@@ -64,9 +65,17 @@ func reviewAll(t *testing.T, config []byte, objects []Object) map[string]*review
 		t.Fatal(err)
 	}
 	r := review.NewReviewer(engine)
-	out := map[string]*review.Report{}
+	out := map[string]*offline.Report{}
 	for _, o := range objects {
-		rep, err := r.ReviewObject(t.Context(), o.JSON, "default", User)
+		req, err := offline.NewRequest(o.JSON, nil, "default", User)
+		if err != nil {
+			t.Fatalf("%s: %v", o.Source, err)
+		}
+		outcome, err := offline.Review(t.Context(), r, req)
+		if err != nil {
+			t.Fatalf("%s: %v", o.Source, err)
+		}
+		rep, err := outcome.Report(o.Source)
 		if err != nil {
 			t.Fatalf("%s: %v", o.Source, err)
 		}

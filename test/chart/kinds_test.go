@@ -7,20 +7,21 @@ import (
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/portreeve/portreeve/webhook/review"
+	"github.com/portreeve/portreeve/policies/exposure"
 )
 
-// TestChartCoversReviewedKinds: every kind Portreeve reviews is sent to both
-// webhooks (the mutating one but for Ingresses, which nothing rewrites) and
+// TestChartCoversReviewedKinds: every kind of the table Portreeve reviews
+// (policies/exposure) is sent to both webhooks (the mutating one, with scope
+// all, but for Ingresses, which nothing rewrites) and
 // may be listed and watched by its ClusterRole (the inventory and the audit
 // read it), and the webhooks are sent nothing Portreeve does not review. A
 // kind added on one side only fails here.
 func TestChartCoversReviewedKinds(t *testing.T) {
-	r := render(t, "")
+	r := render(t, "", "--set", "webhook.mutating.scope=all")
 	validating, mutating, _, _ := hooks(r)
 	if h, ok := optOutHook(r); ok {
 		validating = append(validating, h)
@@ -54,13 +55,10 @@ func TestChartCoversReviewedKinds(t *testing.T) {
 	}
 
 	reviewed := map[schema.GroupVersionResource]bool{}
-	for _, k := range review.SupportedKinds() {
-		parts := strings.Split(k, "/")
-		gvk := schema.GroupVersionKind{Version: parts[0], Kind: parts[1]}
-		if len(parts) == 3 {
-			gvk = schema.GroupVersionKind{Group: parts[0], Version: parts[1], Kind: parts[2]}
-		}
-		gvr, _ := meta.UnsafeGuessKindToResource(gvk)
+	for _, kind := range exposure.Kinds() {
+		k := kind.String()
+		gvk := kind.GroupVersionKind
+		gvr := schema.GroupVersionResource{Group: kind.Group, Version: kind.Version, Resource: kind.Resource}
 		reviewed[gvr] = true
 		if !toValidate[gvr] {
 			t.Errorf("%s is reviewed but the validating webhook is not sent %s", k, gvr)
@@ -153,3 +151,56 @@ func TestOptOutWebhook(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestMutatingScope: with scope auto the mutating webhook is registered only
+// for the families a rule in the values can change, so that a pod no rule
+// rewrites costs the apiserver one webhook call; scope all registers it for
+// every family it can act on.
+func TestMutatingScope(t *testing.T) {
+	podEntries := []string{"pods.mutate.portreeve.io", "workloads.mutate.portreeve.io", "cronjobs.mutate.portreeve.io", "podtemplates.mutate.portreeve.io"}
+	services := []string{"services.mutate.portreeve.io"}
+	tests := []struct {
+		name string
+		args []string
+		want []string // entries; nil: no MutatingWebhookConfiguration
+	}{
+		{"defaults: node-port-conflicts refuses at the mutating stage", nil, services},
+		{"a pod rule rewrites", []string{"--set", "config.rules.host-ports.mode=rewrite"}, append(slices.Clone(podEntries), services...)},
+		{"a Service rule rewrites", []string{"--set", "config.rules.node-ports.mode=rewrite", "--set", "config.rules.node-port-conflicts.mode=off"}, services},
+		{"a custom rule rewrites", []string{"--set", "customRules.lb-internal.mode=rewrite"}, append(slices.Clone(podEntries), services...)},
+		{"configFile rewrites", []string{"--set", "configFile=apiVersion: portreeve.io/v1alpha1\nkind: PolicyConfig\nrules:\n  host-network: {mode: rewrite}\n  node-port-conflicts: {mode: off}\n"}, podEntries},
+		{"nothing rewrites and node-port-conflicts is off", []string{"--set", "config.rules.node-port-conflicts.mode=off"}, nil},
+		{"scope all", []string{"--set", "webhook.mutating.scope=all", "--set", "config.rules.node-port-conflicts.mode=off"}, append(slices.Clone(podEntries), services...)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := render(t, "", tc.args...)
+			var got []string
+			present := false
+			for _, o := range r.Objects {
+				if w, ok := o.Typed.(*admissionregistrationv1.MutatingWebhookConfiguration); ok {
+					present = true
+					for _, h := range w.Webhooks {
+						got = append(got, h.Name)
+					}
+				}
+			}
+			// The rotator injects the CA into (and waits for) what is registered.
+			args := one[appsv1.Deployment](t, r, "Deployment").Spec.Template.Spec.Containers[0].Args
+			if told := slices.Contains(args, "--mutating-webhook=false"); told != (tc.want == nil) {
+				t.Errorf("--mutating-webhook=false passed: %v, with a mutating configuration: %v", told, tc.want != nil)
+			}
+			if tc.want == nil {
+				if present {
+					t.Errorf("a MutatingWebhookConfiguration with %v, want none", got)
+				}
+				return
+			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(tc.want))
+			if !slices.Equal(got, want) {
+				t.Errorf("mutating entries %v, want %v", got, want)
+			}
+		})
+	}
+}

@@ -260,7 +260,9 @@ func RenderWebhooks(ctx context.Context, cp *controlplane.ControlPlane, values .
 		"--show-only", "templates/validatingwebhookconfiguration.yaml",
 		"--show-only", "templates/mutatingwebhookconfiguration.yaml",
 		// The portreeve serve under test enforces (its default): fail closed, as an enforcing chart does.
-		"--set", "enforcement=enforce"}, values...)
+		"--set", "enforcement=enforce",
+		// Tests switch rules to rewrite by rewriting serve's configuration, outside the chart's values.
+		"--set", "webhook.mutating.scope=all"}, values...)
 	out, stderr, err := cp.Helm(ctx, args...)
 	if err != nil {
 		return "", fmt.Errorf("helm template: %v: %s", err, stderr)

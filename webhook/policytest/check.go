@@ -9,12 +9,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/webhook/offline"
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
 // check compares an outcome with the expectations and returns one line per
 // difference.
-func check(want Expect, got *Outcome) ([]string, error) {
+func check(want Expect, got *offline.Outcome) ([]string, error) {
 	var problems []string
 	d := got.Decision
 	if d == nil {
@@ -231,16 +232,14 @@ func indent(s, prefix string) string {
 
 // Describe renders an outcome for people: the verdict, every finding and
 // every rewrite, one per line, each line after the first indented.
-func Describe(o *Outcome, prefix string) string {
+func Describe(o *offline.Outcome, prefix string) string {
 	var b strings.Builder
-	verdict := "ALLOWED"
-	switch {
-	case o.Skipped != "":
-		verdict = "SKIPPED (" + o.Skipped + ")"
-	case !o.Allowed:
-		verdict = "DENIED"
-	case o.Rewritten():
-		verdict = "REWRITTEN"
+	verdict := o.Verdict()
+	if o.Skipped != "" {
+		verdict += " (" + o.Skipped + ")"
+	}
+	if o.RefusedByMutating {
+		verdict += " (by the mutating webhook)"
 	}
 	fmt.Fprintf(&b, "%s%s %s %s/%s\n", prefix, verdict, o.Kind, o.Namespace, o.Name)
 	pad := strings.Repeat(" ", len(prefix)+2)

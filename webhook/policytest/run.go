@@ -1,9 +1,14 @@
+// Package policytest runs policy authors' tests: their Rego unit tests, with
+// the built-in modules and helper library loaded, and case files that name
+// objects and the outcome the rules must reach for each, judged through the
+// offline review (webhook/offline) that the webhooks' logic runs in.
 package policytest
 
 import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +18,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/cover"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/webhook/offline"
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
@@ -72,6 +78,28 @@ func (r *Report) Passed() bool {
 type Options struct {
 	// Coverage computes the line coverage of every rule.
 	Coverage bool
+	// Modules are custom rules loaded with each directory's own (`test
+	// --policy-dir`); a module identical to one of the directory's is
+	// loaded once.
+	Modules map[string]string
+	// Defaults are the settings of the cases whose case file sets none.
+	Defaults Defaults
+}
+
+// Defaults are what a case is judged with when neither it nor its suite
+// says: the flags of `portreeve test` that shape a decision.
+type Defaults struct {
+	// Config is a PolicyConfig document (nil: the built-in configuration).
+	Config []byte
+	// Namespace of objects that name none ("": "default").
+	Namespace string
+	// NamespaceLabels are the labels of the object's namespace.
+	NamespaceLabels map[string]string
+	// User makes the requests (nil: DefaultUser).
+	User *policies.User
+	// NodePortRange is the cluster's NodePort range, input.facts.nodePortRange
+	// of cases whose facts name none (zero: the default range).
+	NodePortRange policies.PortSpan
 }
 
 // content is what a directory holds for Run.
@@ -91,6 +119,11 @@ func Run(ctx context.Context, dir string, opts Options) *Report {
 		rep.BuildError = err.Error()
 		return rep
 	}
+	for name, src := range opts.Modules {
+		if !slices.Contains(slices.Collect(maps.Values(c.modules)), src) {
+			c.modules[name] = src
+		}
+	}
 	// The custom modules must load exactly as serve loads them.
 	if _, err := policies.New(ctx, policies.Options{Modules: c.modules}); err != nil {
 		rep.BuildError = err.Error()
@@ -108,7 +141,7 @@ func Run(ctx context.Context, dir string, opts Options) *Report {
 		}
 		rep.Results = append(rep.Results, results...)
 	}
-	r := &caseRunner{modules: c.modules, tracer: cov, engines: map[string]*policies.Engine{}}
+	r := &caseRunner{modules: c.modules, defaults: opts.Defaults, tracer: cov, engines: map[string]*policies.Engine{}}
 	for _, f := range c.caseFiles {
 		suites, err := LoadCaseFile(f)
 		if err != nil {
@@ -201,9 +234,10 @@ func load(dir string) (*content, error) {
 
 // caseRunner judges cases with engines built per configuration.
 type caseRunner struct {
-	modules map[string]string
-	tracer  *cover.Cover
-	engines map[string]*policies.Engine
+	modules  map[string]string
+	defaults Defaults
+	tracer   *cover.Cover
+	engines  map[string]*policies.Engine
 }
 
 func (r *caseRunner) engine(ctx context.Context, cfgBytes []byte) (*policies.Engine, error) {
@@ -245,6 +279,9 @@ func (r *caseRunner) runSuite(ctx context.Context, s *Suite) []Result {
 			fail("config: %v", err)
 			continue
 		}
+		if cfgBytes == nil {
+			cfgBytes = r.defaults.Config
+		}
 		engine, err := r.engine(ctx, cfgBytes)
 		if err != nil {
 			fail("config: %v", err)
@@ -263,8 +300,11 @@ func (r *caseRunner) runSuite(ctx context.Context, s *Suite) []Result {
 			}
 		}
 		user := DefaultUser
-		if st.User != nil {
+		switch {
+		case st.User != nil:
 			user = *st.User
+		case r.defaults.User != nil:
+			user = *r.defaults.User
 		}
 		for j, obj := range objs {
 			start := time.Now()
@@ -291,15 +331,22 @@ func (r *caseRunner) runSuite(ctx context.Context, s *Suite) []Result {
 }
 
 func (r *caseRunner) judge(ctx context.Context, e *policies.Engine, st Settings, c *Case, obj, old []byte, user policies.User) ([]string, string, error) {
-	req, err := ObjectRequest(obj, old, st.Namespace, user)
+	namespace, labels := st.Namespace, st.NamespaceLabels
+	if namespace == "" {
+		namespace = r.defaults.Namespace
+	}
+	if labels == nil {
+		labels = r.defaults.NamespaceLabels
+	}
+	req, err := offline.NewRequest(obj, old, namespace, user)
 	if err != nil {
 		return nil, "", err
 	}
-	req.NamespaceLabels = st.NamespaceLabels
+	req.NamespaceLabels = labels
 	req.DryRun = c.DryRun
 	rv := review.NewReviewer(e)
-	rv.UseFacts(StaticFacts{Value: st.Facts})
-	out, err := Review(ctx, rv, req)
+	rv.UseFacts(StaticFacts{Value: withNodePortRange(st.Facts, r.defaults.NodePortRange)})
+	out, err := offline.Review(ctx, rv, req)
 	if err != nil {
 		return nil, "", err
 	}
@@ -308,4 +355,22 @@ func (r *caseRunner) judge(ctx context.Context, e *policies.Engine, st Settings,
 		return nil, "", err
 	}
 	return problems, Describe(out, "got: "), nil
+}
+
+// withNodePortRange returns the facts of a case with the NodePort range
+// span when they name none: no facts at all become the facts of no inventory
+// in a cluster with that range (unless span is zero or the default range).
+func withNodePortRange(f *policies.Facts, span policies.PortSpan) *policies.Facts {
+	if f == nil {
+		if offline.NodePortRangeFacts(span) == nil {
+			return nil
+		}
+		return &policies.Facts{NodePortRange: span}
+	}
+	if f.NodePortRange.From == 0 && span.From != 0 {
+		g := *f
+		g.NodePortRange = span
+		return &g
+	}
+	return f
 }

@@ -105,6 +105,53 @@ kind: PolicyConfig
 {{- end }}
 
 {{/*
+The rule modes in effect: the rules of `configFile` or `config`, with `customRules` merged in, as JSON
+(include returns a string). Read by "portreeve.mutatedFamilies".
+*/}}
+{{- define "portreeve.ruleModes" -}}
+{{- $rules := dict }}
+{{- if .Values.configFile }}
+{{- $rules = (fromYaml .Values.configFile).rules | default dict }}
+{{- else }}
+{{- $rules = .Values.config.rules | default dict }}
+{{- end }}
+{{- toJson (merge (dict) $rules (.Values.customRules | default dict)) }}
+{{- end }}
+
+{{/*
+The resource families the mutating webhook is registered for, as a comma-separated list. With
+`webhook.mutating.scope: all`, every family it can act on (pods and pod templates, services). With
+`auto` (the default), only those a rule can change: pods when a rule that judges pods (or any custom
+rule) is in mode `rewrite`, services when a Service rule (or any custom rule) rewrites or
+`node-port-conflicts` is on (the apiserver allocates an explicit nodePort before the validating webhooks
+run, so that rule refuses at the mutating stage). Every other pod then costs the apiserver one call,
+not two. A mode switched to `rewrite` by editing the ConfigMap by hand, outside these values, needs
+`scope: all` to take effect; until then the validating webhook denies what it would have rewritten.
+*/}}
+{{- define "portreeve.mutatedFamilies" -}}
+{{- if eq .Values.webhook.mutating.scope "all" }}pods,services{{ else }}
+{{- $podRules := list "host-network" "host-ports" "host-port-conflicts" }}
+{{- $serviceRules := list "node-ports" "load-balancer" "external-ips" "node-port-conflicts" }}
+{{- $ingressRules := list "ingress-hosts" "ingress-host-conflicts" }}
+{{- $pods := false }}{{- $services := false }}
+{{- range $id, $rule := (include "portreeve.ruleModes" . | fromJson) }}
+{{- $mode := "" }}{{ if kindIs "map" $rule }}{{ $mode = toString (get $rule "mode") }}{{ end }}
+{{- /* YAML 1.1 reads an unquoted `off` as false. */}}
+{{- if eq $mode "false" }}{{ $mode = "off" }}{{ end }}
+{{- $custom := not (or (has $id $podRules) (has $id $serviceRules) (has $id $ingressRules)) }}
+{{- if eq $mode "rewrite" }}
+{{- if or $custom (has $id $podRules) }}{{ $pods = true }}{{ end }}
+{{- if or $custom (has $id $serviceRules) }}{{ $services = true }}{{ end }}
+{{- end }}
+{{- if and (eq $id "node-port-conflicts") (ne $mode "off") }}{{ $services = true }}{{ end }}
+{{- end }}
+{{- /* node-port-conflicts is on unless a mode says off. */}}
+{{- if not (hasKey (include "portreeve.ruleModes" . | fromJson) "node-port-conflicts") }}{{ $services = true }}{{ end }}
+{{- join "," (compact (list (ternary "pods" "" $pods) (ternary "services" "" $services))) }}
+{{- end }}
+{{- end }}
+
+{{/*
 Whether matchConditions are rendered: always unless turned off. They are GA since Kubernetes 1.30, the
 chart's minimum, and are never made to depend on .Capabilities: `helm template` without --kube-version
 (Argo CD, Flux) must render what `helm install` renders.
@@ -181,8 +228,8 @@ clientConfig:
 
 {{/*
 The webhook entries, one per resource family so that each gets its own matchConditions.
-Call with (dict "root" $ "suffix" "portreeve.io" "path" "/validate" "ingresses" true).
-Returns a YAML list.
+Call with (dict "root" $ "suffix" "portreeve.io" "path" "/validate" "ingresses" true), and "only" (a
+list of "pods", "services") to render only the entries of those families. Returns a YAML list.
 */}}
 {{- define "portreeve.webhookEntries" -}}
 {{- $root := .root -}}
@@ -202,6 +249,7 @@ Returns a YAML list.
 {{- $families = append $families (dict "name" "ingresses" "rules" (list (dict "apiGroups" (list "networking.k8s.io") "resources" (list "ingresses"))) "cel" "") }}
 {{- end }}
 {{- range $families }}
+{{- if or (not $.only) (has (ternary "services" "pods" (eq .name "services")) $.only) }}
 - name: {{ printf "%s.%s" .name $.suffix | quote }}
   admissionReviewVersions: ["v1"]
   sideEffects: None
@@ -226,5 +274,6 @@ Returns a YAML list.
     - name: has-exposure
       expression: {{ .cel | quote }}
   {{- end }}
+{{- end }}
 {{- end }}
 {{- end }}

@@ -1,4 +1,4 @@
-package main
+package audit
 
 import (
 	"bytes"
@@ -26,23 +26,6 @@ import (
 	"github.com/portreeve/portreeve/policies"
 	"github.com/portreeve/portreeve/webhook/review"
 )
-
-func TestAuditKindsAreTheReviewedKinds(t *testing.T) {
-	var got []string
-	for _, k := range auditKinds {
-		s := k.gvk.Version + "/" + k.gvk.Kind
-		if k.gvk.Group != "" {
-			s = k.gvk.Group + "/" + s
-		}
-		got = append(got, s)
-	}
-	want := review.SupportedKinds()
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Fatalf("audit kinds %v, reviewed kinds %v", got, want)
-	}
-}
 
 func pod(ns, name string, hostNetwork bool, mutate ...func(*corev1.Pod)) *corev1.Pod {
 	p := &corev1.Pod{
@@ -108,8 +91,8 @@ func fakeCluster(t *testing.T, pods []*corev1.Pod, objects ...runtime.Object) (d
 		t.Fatal(err)
 	}
 	listKinds := map[schema.GroupVersionResource]string{}
-	for _, k := range auditKinds {
-		listKinds[k.gvr()] = k.gvk.Kind + "List"
+	for _, k := range Kinds {
+		listKinds[k.GVR()] = k.GVK.Kind + "List"
 	}
 	pp := &pagingPods{pods: pods}
 	return pagingClient{Interface: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, listKinds, objects...), pods: pp}, pp
@@ -147,23 +130,24 @@ func TestAuditFindsViolationsPageByPage(t *testing.T) {
 	}
 	for _, includeOwned := range []bool{false, true} {
 		client, pp := fakeCluster(t, pods, np, dep)
-		a := &auditor{
-			client: client, pageSize: 2, reviewer: review.NewReviewer(engine),
-			labels:        func(_ context.Context, ns string) (map[string]string, error) { return labels[ns], nil },
-			skipNamespace: skipNamespaces([]string{"kube-system"}, "portreeve.io/ignore"),
-			includeOwned:  includeOwned,
+		a := &Auditor{
+			Client: client, PageSize: 2, Reviewer: review.NewReviewer(engine),
+			Labels:        func(_ context.Context, ns string) (map[string]string, error) { return labels[ns], nil },
+			SkipNamespace: SkipNamespaces([]string{"kube-system"}, "portreeve.io/ignore"),
+			IncludeOwned:  includeOwned,
 		}
 		var found []string
-		sum, err := a.run(t.Context(), func(f AuditFinding) {
+		sum, err := a.Run(t.Context(), func(f Finding) {
 			found = append(found, strings.Join([]string{f.Rule, f.Result, f.Namespace, f.Kind, f.Name}, " "))
 		})
 		if err != nil || len(sum.Errors) > 0 {
 			t.Fatalf("run: %v %v", err, sum.Errors)
 		}
+		// In the order of the table of kinds: Pods, workloads, Services.
 		want := []string{
 			"host-network deny team-a Pod agent",
-			"node-ports deny team-b Service np",
 			"host-ports deny team-a Deployment web",
+			"node-ports deny team-b Service np",
 		}
 		if includeOwned {
 			want = slices.Insert(want, 1, "host-network deny team-a Pod web-1-abc")
@@ -181,18 +165,18 @@ func TestAuditFindsViolationsPageByPage(t *testing.T) {
 }
 
 func TestAuditReportOutput(t *testing.T) {
-	rep := &auditReport{
-		auditSummary: auditSummary{Scanned: 7, Counts: map[string]map[string]int{
+	rep := &Report{
+		Summary: Summary{Scanned: 7, Counts: map[string]map[string]int{
 			"host-network": {"deny": 2}, "lb-internal": {"dryrun": 1},
 		}},
-		Findings: []AuditFinding{
+		Findings: []Finding{
 			{Rule: "lb-internal", Namespace: "team-a", Kind: "Service", Name: "shop", Result: "dryrun", Messages: []string{"must be internal"}},
 			{Rule: "host-network", Namespace: "team-b", Kind: "Pod", Name: "b", Result: "deny", Messages: []string{"not granted"}},
 			{Rule: "host-network", Namespace: "team-a", Kind: "Pod", Name: "a", Result: "deny", Messages: []string{"not granted"}},
 		},
 	}
 	var out bytes.Buffer
-	if err := rep.print(&out, "text"); err != nil {
+	if err := rep.Write(&out, "text"); err != nil {
 		t.Fatal(err)
 	}
 	want := `audited 7 objects: 3 with findings
@@ -214,10 +198,10 @@ lb-internal (1 dryrun)
 		t.Errorf("text:\n%s\nwant:\n%s", out.String(), want)
 	}
 	out.Reset()
-	if err := rep.print(&out, "json"); err != nil {
+	if err := rep.Write(&out, "json"); err != nil {
 		t.Fatal(err)
 	}
-	var back auditReport
+	var back Report
 	if err := json.Unmarshal(out.Bytes(), &back); err != nil || back.Scanned != 7 || len(back.Findings) != 3 || back.Counts["lb-internal"]["dryrun"] != 1 {
 		t.Fatalf("json %v:\n%s", err, out.String())
 	}
@@ -225,7 +209,7 @@ lb-internal (1 dryrun)
 
 func TestAuditMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newAuditMetrics(reg)
+	m, err := NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +218,7 @@ func TestAuditMetrics(t *testing.T) {
 		t.Errorf("before the first run: %v", got)
 	}
 	rules := []policies.RuleInfo{{ID: "host-network"}, {ID: "lb-internal"}}
-	m.record(&auditSummary{Scanned: 5, Counts: map[string]map[string]int{"lb-internal": {"dryrun": 3}}}, nil, rules, time.Second)
+	m.Record(&Summary{Scanned: 5, Counts: map[string]map[string]int{"lb-internal": {"dryrun": 3}}}, nil, rules, time.Second)
 	if v := testutil.ToFloat64(m.findings.WithLabelValues("lb-internal", "dryrun")); v != 3 {
 		t.Errorf("lb-internal dryrun = %v", v)
 	}
@@ -246,15 +230,15 @@ func TestAuditMetrics(t *testing.T) {
 	if v := testutil.ToFloat64(m.findings.WithLabelValues("host-network", "deny")); v != 0 {
 		t.Errorf("host-network deny = %v", v)
 	}
-	if n := testutil.CollectAndCount(m.findings); n != len(rules)*len(auditResults) {
+	if n := testutil.CollectAndCount(m.findings); n != len(rules)*len(Results) {
 		t.Errorf("%d series, want one per rule and result", n)
 	}
 	// A rule that is gone disappears; a failed run keeps the last counts.
-	m.record(&auditSummary{Scanned: 5, Counts: map[string]map[string]int{}}, nil, rules[:1], time.Second)
-	if n := testutil.CollectAndCount(m.findings); n != len(auditResults) {
+	m.Record(&Summary{Scanned: 5, Counts: map[string]map[string]int{}}, nil, rules[:1], time.Second)
+	if n := testutil.CollectAndCount(m.findings); n != len(Results) {
 		t.Errorf("%d series after lb-internal was removed", n)
 	}
-	m.record(nil, context.Canceled, rules, time.Second)
+	m.Record(nil, context.Canceled, rules, time.Second)
 	if v := testutil.ToFloat64(m.runs.WithLabelValues("failure")); v != 1 {
 		t.Errorf("failed runs = %v", v)
 	}
@@ -281,12 +265,12 @@ func metricNames(t *testing.T, reg *prometheus.Registry) []string {
 // replica, sets portreeve_audit_leader while it runs.
 func TestAuditLoopMarksTheLeader(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newAuditMetrics(reg)
+	m, err := NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	synced := make(chan struct{})
-	l := &auditLoop{m: m, interval: time.Minute, synced: func(ctx context.Context) bool {
+	l := &Loop{Metrics: m, Interval: time.Minute, Synced: func(ctx context.Context) bool {
 		close(synced)
 		<-ctx.Done()
 		return false
@@ -310,5 +294,57 @@ func TestAuditLoopMarksTheLeader(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(m.leader); v != 0 {
 		t.Errorf("leader = %v after the loop stopped", v)
+	}
+}
+
+// TestAuditUser: the audit reviews as User unless told another user
+// (portreeve audit --as), so grants by user apply only then.
+func TestAuditUser(t *testing.T) {
+	cfg, err := policies.ParseConfig([]byte("apiVersion: portreeve.io/v1alpha1\nkind: PolicyConfig\ngrants:\n  - {name: bob, users: [bob], hostNetwork: true}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := policies.New(t.Context(), policies.Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user policies.User
+		want int
+	}{
+		{policies.User{}, 1},
+		{policies.User{Username: "bob", Groups: []string{"system:authenticated"}}, 0},
+	} {
+		client, _ := fakeCluster(t, []*corev1.Pod{pod("team-a", "agent", true)})
+		a := &Auditor{Client: client, PageSize: 10, Reviewer: review.NewReviewer(engine), User: tc.user,
+			Labels:        func(context.Context, string) (map[string]string, error) { return nil, nil },
+			SkipNamespace: SkipNamespaces(nil, ""),
+		}
+		rep := &Report{}
+		sum, err := a.Run(t.Context(), rep.Collect(10))
+		if err != nil || sum.Scanned != 1 {
+			t.Fatalf("run: %v, %d scanned", err, sum.Scanned)
+		}
+		if len(rep.Findings) != tc.want {
+			t.Errorf("as %q: findings %+v", tc.user.Username, rep.Findings)
+		}
+	}
+}
+
+func TestReportCollect(t *testing.T) {
+	rep := &Report{}
+	collect := rep.Collect(2)
+	for range 5 {
+		collect(Finding{Rule: "r", Result: "deny"})
+	}
+	if len(rep.Findings) != 2 || rep.Omitted != 3 {
+		t.Fatalf("%d findings, %d omitted", len(rep.Findings), rep.Omitted)
+	}
+	var out bytes.Buffer
+	if err := rep.Write(&out, "text"); err != nil || !strings.Contains(out.String(), "... and 3 more findings (raise --max-findings)") {
+		t.Fatalf("%v:\n%s", err, out.String())
+	}
+	if empty := (&Report{}); empty.Collect(1) == nil || empty.Findings == nil {
+		t.Fatal("an empty report lists no findings as [], not null")
 	}
 }

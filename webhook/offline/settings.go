@@ -1,0 +1,81 @@
+package offline
+
+import (
+	"context"
+
+	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/webhook/review"
+)
+
+// Settings are what shapes an offline decision besides the object: the
+// policy set, the cluster's NodePort range, and the namespace, namespace
+// labels and user of each request. The offline commands fill them from one
+// set of flags.
+type Settings struct {
+	// Config is the policy configuration (nil: the built-in one).
+	Config *policies.Config
+	// Modules are the custom rules, keyed by file name.
+	Modules map[string]string
+	// NodePortRange is the cluster's Service NodePort range (zero: the
+	// kube-apiserver's default, policies.DefaultNodePortRange).
+	NodePortRange policies.PortSpan
+	// Namespace is the namespace of objects that name none ("" for "default").
+	Namespace string
+	// NamespaceLabels are the labels of the object's namespace.
+	NamespaceLabels map[string]string
+	// User makes the requests.
+	User policies.User
+}
+
+// NewEngine builds the engine of the settings' policy set.
+func (s *Settings) NewEngine(ctx context.Context) (*policies.Engine, error) {
+	return policies.New(ctx, policies.Options{Config: s.Config, Modules: s.Modules})
+}
+
+// NewReviewer returns a reviewer serving e that hands the rules the
+// settings' NodePort range (there is no inventory offline).
+func (s *Settings) NewReviewer(e *policies.Engine) *review.Reviewer {
+	r := review.NewReviewer(e)
+	if f := NodePortRangeFacts(s.NodePortRange); f != nil {
+		r.UseFacts(f)
+	}
+	return r
+}
+
+// Request builds the request that creates the object raw (JSON) under the
+// settings: their user, namespace (for objects that name none) and
+// namespace labels.
+func (s *Settings) Request(raw []byte) (*review.Request, error) {
+	req, err := NewRequest(raw, nil, s.Namespace, s.User)
+	if err != nil {
+		return nil, err
+	}
+	req.NamespaceLabels = s.NamespaceLabels
+	return req, nil
+}
+
+// RangeFacts hands the rules a NodePort range and nothing else, and records
+// no claims: the facts of an offline review, where there is no inventory.
+type RangeFacts struct{ Span policies.PortSpan }
+
+// NodePortRangeFacts returns the facts source of a cluster whose NodePort
+// range is span, or nil for the default range (zero or equal to it): the
+// rules then see the facts of no inventory at all, {"ready": false} with the
+// default range.
+func NodePortRangeFacts(span policies.PortSpan) review.FactsSource {
+	if span == (policies.PortSpan{}) || span == policies.DefaultNodePortRange {
+		return nil
+	}
+	return RangeFacts{Span: span}
+}
+
+// Facts returns the range, with the inventory not ready and no conflicts.
+func (f RangeFacts) Facts(*policies.Input, *policies.Config) *policies.Facts {
+	return &policies.Facts{NodePortRange: f.Span}
+}
+
+// Claim records nothing.
+func (RangeFacts) Claim(*policies.Input, bool) {}
+
+// Release releases nothing.
+func (RangeFacts) Release(*policies.Input) {}
