@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/portreeve/portreeve/policies"
@@ -153,10 +153,10 @@ func runSuggest(cmd *cobra.Command, o *suggestOptions) error {
 	return nil
 }
 
-// suggestClient builds a clientset as client-go's tools do: --kubeconfig,
+// suggestClient builds a dynamic client as client-go's tools do: --kubeconfig,
 // else $KUBECONFIG, else ~/.kube/config, else the in-cluster configuration;
 // --context picks a context.
-func suggestClient(kubeconfig, context string) (kubernetes.Interface, error) {
+func suggestClient(kubeconfig, context string) (dynamic.Interface, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
@@ -164,5 +164,5 @@ func suggestClient(kubeconfig, context string) (kubernetes.Interface, error) {
 		return nil, err
 	}
 	cfg.UserAgent = "portreeve-suggest/" + version
-	return kubernetes.NewForConfig(cfg)
+	return dynamic.NewForConfig(cfg)
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/policies/exposure"
 )
 
 // findConflicts finds what no grant can fix among the records, marks the
@@ -158,19 +159,19 @@ func nodePortConflicts(records []*record) []Problem {
 func ingressConflicts(records []*record) []Problem {
 	type claim struct {
 		r *record
-		p hostPath
+		p exposure.HostPath
 	}
 	byHost := map[string][]claim{}
 	for _, r := range records {
 		for _, p := range r.paths {
-			byHost[p.host] = append(byHost[p.host], claim{r, p})
+			byHost[p.Host] = append(byHost[p.Host], claim{r, p})
 		}
 	}
 	type conflictKey struct{ host, path string }
 	found := map[conflictKey]map[*record]bool{}
 	hostsOf := map[*record]map[string]bool{}
 	note := func(a, b claim) {
-		k := conflictKey{a.p.host, a.p.path}
+		k := conflictKey{a.p.Host, a.p.Path}
 		if found[k] == nil {
 			found[k] = map[*record]bool{}
 		}
@@ -179,7 +180,7 @@ func ingressConflicts(records []*record) []Problem {
 			if hostsOf[c.r] == nil {
 				hostsOf[c.r] = map[string]bool{}
 			}
-			hostsOf[c.r][c.p.host] = true
+			hostsOf[c.r][c.p.Host] = true
 		}
 	}
 	hosts := mapKeys(byHost)
@@ -197,7 +198,7 @@ func ingressConflicts(records []*record) []Problem {
 				if a.r.ref.Namespace == b.r.ref.Namespace || !pathsOverlap(a.p, b.p) {
 					continue
 				}
-				if a.p.host == b.p.host && compareRefs(a.r.ref, b.r.ref) > 0 {
+				if a.p.Host == b.p.Host && compareRefs(a.r.ref, b.r.ref) > 0 {
 					continue // the same pair, found from the other side
 				}
 				note(a, b)
@@ -229,8 +230,8 @@ func ingressConflicts(records []*record) []Problem {
 func isWildcard(host string) bool { return strings.HasPrefix(host, "*.") }
 
 // pathsOverlap: the same path, or a Prefix path covering the other.
-func pathsOverlap(a, b hostPath) bool {
-	return a.path == b.path || a.prefix && prefixCovers(a.path, b.path) || b.prefix && prefixCovers(b.path, a.path)
+func pathsOverlap(a, b exposure.HostPath) bool {
+	return a.Path == b.Path || a.Prefix && prefixCovers(a.Path, b.Path) || b.Prefix && prefixCovers(b.Path, a.Path)
 }
 
 // prefixCovers matches path elements: /foo covers /foo and /foo/bar, not /foobar.

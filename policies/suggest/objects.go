@@ -1,22 +1,17 @@
 package suggest
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/policies/exposure"
 	"github.com/portreeve/portreeve/webhook/offline"
-	"github.com/portreeve/portreeve/webhook/review"
 )
 
 // itemKind is a kind of exposure.
@@ -63,13 +58,6 @@ type groupKey struct {
 	serviceAccount string
 }
 
-// hostPath is one Ingress host and path (for conflicts).
-type hostPath struct {
-	host   string
-	path   string
-	prefix bool
-}
-
 // record is one reviewed object and its exposure.
 type record struct {
 	ref    Ref
@@ -85,24 +73,10 @@ type record struct {
 	nodeSelector map[string]string
 	// ingress: the Ingress's host and path claims and its class.
 	ingress      bool
-	paths        []hostPath
+	paths        []exposure.HostPath
 	ingressClass string
 	// service: the Service opens node ports.
 	opensNodePorts bool
-}
-
-// builtinOwners are the controller kinds that are read themselves: objects
-// they control are skipped (their owner's template is reviewed instead).
-var builtinOwners = map[string]bool{
-	"apps/Deployment": true, "apps/DaemonSet": true, "apps/StatefulSet": true, "apps/ReplicaSet": true,
-	"batch/Job": true, "batch/CronJob": true, "/ReplicationController": true,
-}
-
-// header is what every object is read for first.
-type header struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Metadata   metav1.ObjectMeta `json:"metadata"`
 }
 
 // readObjects turns the objects into records, skipping (into res) those the
@@ -111,28 +85,27 @@ func readObjects(objects []Object, opts Options, res *Result) ([]*record, error)
 	byKey := map[string]*record{}
 	var records []*record
 	for _, o := range objects {
-		var h header
-		if err := json.Unmarshal(o.JSON, &h); err != nil {
+		obj, err := decodeObject(o.JSON)
+		if err != nil {
 			return nil, fmt.Errorf("%s: not a Kubernetes object: %w", o.Source, err)
 		}
-		if h.APIVersion == "" || h.Kind == "" {
+		apiVersion, kind := str(obj["apiVersion"]), str(obj["kind"])
+		if apiVersion == "" || kind == "" {
 			return nil, fmt.Errorf("%s: object has no apiVersion or kind", o.Source)
 		}
-		group, version, found := strings.Cut(h.APIVersion, "/")
-		if !found {
-			group, version = "", h.APIVersion
-		}
-		gvk := policies.GroupVersionKind{Group: group, Version: version, Kind: h.Kind}
-		ns := h.Metadata.Namespace
+		gvk := groupVersionKind(apiVersion, kind)
+		md, _ := obj["metadata"].(map[string]any)
+		ns := str(md["namespace"])
 		if ns == "" {
 			ns = opts.Namespace
 		}
-		ref := Ref{Namespace: ns, Kind: h.Kind, Name: h.Metadata.Name}
+		ref := Ref{Namespace: ns, Kind: kind, Name: str(md["name"])}
 		skip := func(reason string) {
 			res.Skipped = append(res.Skipped, Skipped{Object: ref, Source: o.Source, Reason: reason})
 		}
-		if !review.Supported(gvk) {
-			skip("kind " + h.APIVersion + " " + h.Kind + " is not reviewed")
+		k := exposure.Lookup(gvk)
+		if k == nil {
+			skip("kind " + apiVersion + " " + kind + " is not reviewed")
 			continue
 		}
 		if why, ok := opts.SkipNamespaces[ns]; ok {
@@ -142,17 +115,11 @@ func readObjects(objects []Object, opts Options, res *Result) ([]*record, error)
 			skip("namespace " + ns + " is never reviewed" + why)
 			continue
 		}
-		if c := metav1.GetControllerOfNoCopy(&h.Metadata); c != nil {
-			ownerGroup, _, _ := strings.Cut(c.APIVersion, "/")
-			if !strings.Contains(c.APIVersion, "/") {
-				ownerGroup = ""
-			}
-			if builtinOwners[ownerGroup+"/"+c.Kind] {
-				skip("controlled by " + c.Kind + "/" + c.Name + ", which is reviewed instead")
-				continue
-			}
+		if c, ok := controller(md); ok && makesPods(c.gvk) {
+			skip("controlled by " + c.gvk.Kind + "/" + c.name + ", which is reviewed instead")
+			continue
 		}
-		r, err := newRecord(gvk, ref, o, &h.Metadata)
+		r, err := newRecord(k, ref, o, obj)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", o.Source, ref, err)
 		}
@@ -176,233 +143,66 @@ func readObjects(objects []Object, opts Options, res *Result) ([]*record, error)
 	return records, nil
 }
 
-// newRecord reads the exposure of one object; nil for a finished Pod.
-func newRecord(gvk policies.GroupVersionKind, ref Ref, o Object, md *metav1.ObjectMeta) (*record, error) {
-	r := &record{ref: ref, source: o.Source, raw: o.JSON, group: groupKey{namespace: ref.Namespace}, active: true}
-	switch gvk.Kind {
-	case "Service":
-		var s corev1.Service
-		if err := json.Unmarshal(o.JSON, &s); err != nil {
-			return nil, err
-		}
-		r.readService(&s)
-		return r, nil
-	case "Ingress":
-		var ing networkingv1.Ingress
-		if err := json.Unmarshal(o.JSON, &ing); err != nil {
-			return nil, err
-		}
-		r.readIngress(&ing, md)
-		return r, nil
-	}
-	spec, path, active, err := podSpecOf(gvk.Kind, o.JSON)
-	if err != nil {
+// decodeObject decodes one object as the webhooks do (numbers kept as
+// json.Number).
+func decodeObject(raw []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
 		return nil, err
 	}
-	if spec == nil {
-		return nil, nil
+	if dec.More() {
+		return nil, errors.New("trailing data after the JSON object")
 	}
-	r.active = active
-	r.readPodSpec(spec, path)
-	return r, nil
+	if obj == nil {
+		return nil, errors.New("null")
+	}
+	if md, ok := obj["metadata"]; ok && md != nil {
+		if _, ok := md.(map[string]any); !ok {
+			return nil, errors.New("metadata is not an object")
+		}
+	}
+	return obj, nil
 }
 
-// podSpecOf returns the pod spec of a kind that has one, its field path, and
-// whether the object runs pods now. A nil spec is a Pod that has finished.
-func podSpecOf(kind string, raw []byte) (spec *corev1.PodSpec, path string, active bool, err error) {
-	replicas := func(n *int32) bool { return n == nil || *n > 0 }
-	switch kind {
-	case "Pod":
-		var o corev1.Pod
-		if err = json.Unmarshal(raw, &o); err != nil {
-			return nil, "", false, err
-		}
-		if o.Status.Phase == corev1.PodSucceeded || o.Status.Phase == corev1.PodFailed {
-			return nil, "", false, nil
-		}
-		return &o.Spec, "spec", true, nil
-	case "PodTemplate":
-		var o corev1.PodTemplate
-		err = json.Unmarshal(raw, &o)
-		return &o.Template.Spec, "template.spec", false, err
-	case "ReplicationController":
-		var o corev1.ReplicationController
-		err = json.Unmarshal(raw, &o)
-		if o.Spec.Template == nil {
-			o.Spec.Template = &corev1.PodTemplateSpec{}
-		}
-		return &o.Spec.Template.Spec, "spec.template.spec", replicas(o.Spec.Replicas), err
-	case "Deployment":
-		var o appsv1.Deployment
-		err = json.Unmarshal(raw, &o)
-		return &o.Spec.Template.Spec, "spec.template.spec", replicas(o.Spec.Replicas), err
-	case "StatefulSet":
-		var o appsv1.StatefulSet
-		err = json.Unmarshal(raw, &o)
-		return &o.Spec.Template.Spec, "spec.template.spec", replicas(o.Spec.Replicas), err
-	case "DaemonSet":
-		var o appsv1.DaemonSet
-		err = json.Unmarshal(raw, &o)
-		return &o.Spec.Template.Spec, "spec.template.spec", true, err
-	case "ReplicaSet":
-		var o appsv1.ReplicaSet
-		err = json.Unmarshal(raw, &o)
-		return &o.Spec.Template.Spec, "spec.template.spec", replicas(o.Spec.Replicas), err
-	case "Job":
-		var o batchv1.Job
-		err = json.Unmarshal(raw, &o)
-		finished := slices.ContainsFunc(o.Status.Conditions, func(c batchv1.JobCondition) bool {
-			return (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue
-		})
-		return &o.Spec.Template.Spec, "spec.template.spec", !finished, err
-	case "CronJob":
-		var o batchv1.CronJob
-		err = json.Unmarshal(raw, &o)
-		suspended := o.Spec.Suspend != nil && *o.Spec.Suspend
-		return &o.Spec.JobTemplate.Spec.Template.Spec, "spec.jobTemplate.spec.template.spec", !suspended, err
+func groupVersionKind(apiVersion, kind string) policies.GroupVersionKind {
+	group, version, found := strings.Cut(apiVersion, "/")
+	if !found {
+		group, version = "", apiVersion
 	}
-	return nil, "", false, fmt.Errorf("kind %s has no pod spec", kind)
+	return policies.GroupVersionKind{Group: group, Version: version, Kind: kind}
 }
 
-// readPodSpec lists hostNetwork and every hostPort, as the rules count them:
-// init, regular and ephemeral containers; on hostNetwork every containerPort
-// is a hostPort; the protocol defaults to TCP.
-func (r *record) readPodSpec(spec *corev1.PodSpec, path string) {
-	sa := spec.ServiceAccountName
-	if sa == "" {
-		sa = spec.DeprecatedServiceAccount
-	}
-	if sa != "" && sa != "default" {
-		r.group.serviceAccount = sa
-	}
-	r.nodeName, r.nodeSelector = spec.NodeName, spec.NodeSelector
-	if spec.HostNetwork {
-		r.items = append(r.items, &item{kind: hostNetworkItem, rule: "host-network", field: path + ".hostNetwork"})
-	}
-	type list struct {
-		name  string
-		ports [][]corev1.ContainerPort
-	}
-	lists := []list{{name: "initContainers"}, {name: "containers"}, {name: "ephemeralContainers"}}
-	for _, c := range spec.InitContainers {
-		lists[0].ports = append(lists[0].ports, c.Ports)
-	}
-	for _, c := range spec.Containers {
-		lists[1].ports = append(lists[1].ports, c.Ports)
-	}
-	for _, c := range spec.EphemeralContainers {
-		lists[2].ports = append(lists[2].ports, c.Ports)
-	}
-	for _, l := range lists {
-		for i, ports := range l.ports {
-			for j, p := range ports {
-				port := p.HostPort
-				if port == 0 && spec.HostNetwork {
-					port = p.ContainerPort
-				}
-				if port <= 0 {
-					continue
-				}
-				r.items = append(r.items, &item{
-					kind: hostPortItem, rule: "host-ports",
-					field:    fmt.Sprintf("%s.%s[%d].ports[%d].hostPort", path, l.name, i, j),
-					port:     int(port),
-					protocol: protocolOr(string(p.Protocol)),
-					hostIP:   p.HostIP,
-				})
-			}
-		}
-	}
+// owner is an object's controller.
+type owner struct {
+	gvk  policies.GroupVersionKind
+	name string
 }
 
-func protocolOr(p string) string {
-	if p == "" {
-		return "TCP"
+// controller returns the controller owner reference of metadata md.
+func controller(md map[string]any) (owner, bool) {
+	refs, _ := md["ownerReferences"].([]any)
+	for _, ref := range refs {
+		rm, _ := ref.(map[string]any)
+		if c, _ := rm["controller"].(bool); c {
+			return owner{gvk: groupVersionKind(str(rm["apiVersion"]), str(rm["kind"])), name: str(rm["name"])}, true
+		}
 	}
-	return p
+	return owner{}, false
 }
 
-// readService lists node ports, the LoadBalancer and external addresses.
-func (r *record) readService(s *corev1.Service) {
-	typ := s.Spec.Type
-	allocate := s.Spec.AllocateLoadBalancerNodePorts == nil || *s.Spec.AllocateLoadBalancerNodePorts
-	explicit := slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.NodePort > 0 })
-	r.opensNodePorts = typ == corev1.ServiceTypeNodePort || typ == corev1.ServiceTypeLoadBalancer && (allocate || explicit)
-	if r.opensNodePorts {
-		for i, p := range s.Spec.Ports {
-			field := fmt.Sprintf("spec.ports[%d].nodePort", i)
-			switch {
-			case p.NodePort > 0:
-				r.items = append(r.items, &item{kind: nodePortItem, rule: "node-ports", field: field, port: int(p.NodePort), protocol: protocolOr(string(p.Protocol))})
-			case typ == corev1.ServiceTypeNodePort || allocate:
-				r.items = append(r.items, &item{kind: anyNodePortItem, rule: "node-ports", field: field, port: int(p.Port), protocol: protocolOr(string(p.Protocol))})
-			}
-		}
-		if s.Spec.HealthCheckNodePort > 0 {
-			r.items = append(r.items, &item{kind: nodePortItem, rule: "node-ports", field: "spec.healthCheckNodePort", port: int(s.Spec.HealthCheckNodePort), protocol: "TCP"})
+// makesPods reports whether gvk, of any version, is a reviewed kind that
+// makes pods from the template in its spec (a Deployment, a Job, ...): the
+// objects it controls are skipped, since its template is reviewed instead.
+// A Pod and a PodTemplate make none.
+func makesPods(gvk policies.GroupVersionKind) bool {
+	for _, k := range exposure.Kinds() {
+		if k.Group == gvk.Group && k.Kind == gvk.Kind {
+			return len(k.PodSpec) > 1 && k.PodSpec[0] == "spec"
 		}
 	}
-	if typ == corev1.ServiceTypeLoadBalancer {
-		class := ""
-		if s.Spec.LoadBalancerClass != nil {
-			class = *s.Spec.LoadBalancerClass
-		}
-		r.items = append(r.items, &item{kind: loadBalancerItem, rule: "load-balancer", field: "spec.type", value: class})
-		if s.Spec.LoadBalancerIP != "" {
-			r.items = append(r.items, addressItem("spec.loadBalancerIP", s.Spec.LoadBalancerIP))
-		}
-	}
-	for i, ip := range s.Spec.ExternalIPs {
-		r.items = append(r.items, addressItem(fmt.Sprintf("spec.externalIPs[%d]", i), ip))
-	}
-}
-
-// addressItem grants exactly one address: /32, or /128 for IPv6.
-func addressItem(field, ip string) *item {
-	it := &item{kind: externalIPItem, rule: "external-ips", field: field, value: ip}
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		it.invalid = fmt.Sprintf("%q is not an IP address", ip)
-		return it
-	}
-	it.value = netip.PrefixFrom(addr, addr.BitLen()).String()
-	return it
-}
-
-// readIngress lists hosts (rules and TLS) and the class.
-func (r *record) readIngress(ing *networkingv1.Ingress, md *metav1.ObjectMeta) {
-	r.ingress = true
-	for i, rule := range ing.Spec.Rules {
-		if rule.Host == "" {
-			continue
-		}
-		r.items = append(r.items, &item{kind: ingressHostItem, rule: "ingress-hosts", field: fmt.Sprintf("spec.rules[%d].host", i), value: rule.Host})
-		if rule.HTTP == nil || len(rule.HTTP.Paths) == 0 {
-			r.paths = append(r.paths, hostPath{host: rule.Host, path: "/", prefix: true})
-			continue
-		}
-		for _, p := range rule.HTTP.Paths {
-			path := p.Path
-			if path == "" {
-				path = "/"
-			}
-			exact := p.PathType != nil && *p.PathType == networkingv1.PathTypeExact
-			r.paths = append(r.paths, hostPath{host: rule.Host, path: path, prefix: !exact})
-		}
-	}
-	for i, tls := range ing.Spec.TLS {
-		for j, h := range tls.Hosts {
-			if h != "" {
-				r.items = append(r.items, &item{kind: ingressHostItem, rule: "ingress-hosts", field: fmt.Sprintf("spec.tls[%d].hosts[%d]", i, j), value: h})
-			}
-		}
-	}
-	if ing.Spec.IngressClassName != nil {
-		r.ingressClass = *ing.Spec.IngressClassName
-	} else {
-		r.ingressClass = md.Annotations["kubernetes.io/ingress.class"]
-	}
-	r.items = append(r.items, &item{kind: ingressClassItem, rule: "ingress-hosts", field: "spec.ingressClassName", value: r.ingressClass})
+	return false
 }
 
 // markNeeded marks the items the rules denied. A denial of node-ports on

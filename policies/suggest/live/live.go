@@ -10,9 +10,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/dynamic"
 
+	"github.com/portreeve/portreeve/policies/exposure"
 	"github.com/portreeve/portreeve/policies/suggest"
 )
 
@@ -28,130 +30,49 @@ type Options struct {
 // Source is the Source of every object read from the cluster.
 const Source = "cluster"
 
+// namespaces is the resource of Namespaces.
+var namespaces = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+
+// gvr is the resource of a reviewed kind.
+func gvr(k exposure.Kind) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}
+}
+
 // Read lists, in every namespace and page by page, the kinds the webhooks
-// review that stand for workloads: Deployments, DaemonSets, StatefulSets,
-// ReplicaSets, Jobs, CronJobs, ReplicationControllers, PodTemplates, Pods,
-// Services and Ingresses (networking.k8s.io/v1). Which of them count (not a
-// ReplicaSet of a Deployment, not a Pod of a DaemonSet, but a Pod of an
-// operator's custom resource) is suggest's choice, made alike for manifests.
-// Kinds the cluster does not serve are skipped; any other error ends the
-// read, since a partial read would suggest too little. It also returns the
-// namespaces that carry opts.IgnoreLabel, sorted.
-func Read(ctx context.Context, client kubernetes.Interface, opts Options) (objects []suggest.Object, ignored []string, err error) {
+// review (the table of policies/exposure): Pods, PodTemplates,
+// ReplicationControllers, Deployments, StatefulSets, DaemonSets, ReplicaSets,
+// Jobs, CronJobs, Services and Ingresses (networking.k8s.io/v1). Which of
+// them count (not a ReplicaSet of a Deployment, not a Pod of a DaemonSet, but
+// a Pod of an operator's custom resource) is suggest's choice, made alike for
+// manifests. Kinds the cluster does not serve are skipped; any other error
+// ends the read, since a partial read would suggest too little. It also
+// returns the namespaces that carry opts.IgnoreLabel, sorted.
+func Read(ctx context.Context, client dynamic.Interface, opts Options) (objects []suggest.Object, ignored []string, err error) {
 	if opts.PageSize <= 0 {
 		opts.PageSize = 500
 	}
-	add := func(apiVersion, kind string, obj any) error {
-		js, err := encode(apiVersion, kind, obj)
+	for _, k := range exposure.Kinds() {
+		err := pages(ctx, client, gvr(k), opts.PageSize, func(obj *unstructured.Unstructured) error {
+			js, err := encode(k, obj)
+			if err != nil {
+				return err
+			}
+			objects = append(objects, suggest.Object{Source: Source, JSON: js})
+			return nil
+		})
 		if err != nil {
-			return err
-		}
-		objects = append(objects, suggest.Object{Source: Source, JSON: js})
-		return nil
-	}
-	core, apps, batch, networking := client.CoreV1(), client.AppsV1(), client.BatchV1(), client.NetworkingV1()
-	lists := []struct {
-		resource string
-		list     func(metav1.ListOptions) (string, error)
-	}{
-		{"deployments", func(o metav1.ListOptions) (string, error) {
-			l, err := apps.Deployments("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "apps/v1", "Deployment", add)
-		}},
-		{"daemonsets", func(o metav1.ListOptions) (string, error) {
-			l, err := apps.DaemonSets("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "apps/v1", "DaemonSet", add)
-		}},
-		{"statefulsets", func(o metav1.ListOptions) (string, error) {
-			l, err := apps.StatefulSets("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "apps/v1", "StatefulSet", add)
-		}},
-		{"replicasets", func(o metav1.ListOptions) (string, error) {
-			l, err := apps.ReplicaSets("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "apps/v1", "ReplicaSet", add)
-		}},
-		{"jobs", func(o metav1.ListOptions) (string, error) {
-			l, err := batch.Jobs("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "batch/v1", "Job", add)
-		}},
-		{"cronjobs", func(o metav1.ListOptions) (string, error) {
-			l, err := batch.CronJobs("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "batch/v1", "CronJob", add)
-		}},
-		{"replicationcontrollers", func(o metav1.ListOptions) (string, error) {
-			l, err := core.ReplicationControllers("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "v1", "ReplicationController", add)
-		}},
-		{"podtemplates", func(o metav1.ListOptions) (string, error) {
-			l, err := core.PodTemplates("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "v1", "PodTemplate", add)
-		}},
-		{"pods", func(o metav1.ListOptions) (string, error) {
-			l, err := core.Pods("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "v1", "Pod", add)
-		}},
-		{"services", func(o metav1.ListOptions) (string, error) {
-			l, err := core.Services("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "v1", "Service", add)
-		}},
-		{"ingresses", func(o metav1.ListOptions) (string, error) {
-			l, err := networking.Ingresses("").List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			return l.Continue, addAll(l.Items, "networking.k8s.io/v1", "Ingress", add)
-		}},
-	}
-	for _, k := range lists {
-		if err := pages(opts.PageSize, k.list); err != nil {
 			if apierrors.IsNotFound(err) {
 				continue // the cluster does not serve this kind
 			}
-			return nil, nil, fmt.Errorf("list %s: %w", k.resource, err)
+			return nil, nil, fmt.Errorf("list %s: %w", k.Resource, err)
 		}
 	}
 	if opts.IgnoreLabel != "" {
-		err := pages(opts.PageSize, func(o metav1.ListOptions) (string, error) {
-			l, err := core.Namespaces().List(ctx, o)
-			if err != nil {
-				return "", err
+		err := pages(ctx, client, namespaces, opts.PageSize, func(ns *unstructured.Unstructured) error {
+			if _, ok := ns.GetLabels()[opts.IgnoreLabel]; ok {
+				ignored = append(ignored, ns.GetName())
 			}
-			for _, ns := range l.Items {
-				if _, ok := ns.Labels[opts.IgnoreLabel]; ok {
-					ignored = append(ignored, ns.Name)
-				}
-			}
-			return l.Continue, nil
+			return nil
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("list namespaces: %w", err)
@@ -161,14 +82,21 @@ func Read(ctx context.Context, client kubernetes.Interface, opts Options) (objec
 	return objects, ignored, nil
 }
 
-// pages calls list with limit/continue until the server has no more.
-func pages(pageSize int64, list func(metav1.ListOptions) (string, error)) error {
+// pages lists gvr in every namespace with limit/continue until the server
+// has no more, and calls fn for every object.
+func pages(ctx context.Context, client dynamic.Interface, gvr schema.GroupVersionResource, pageSize int64, fn func(*unstructured.Unstructured) error) error {
 	opts := metav1.ListOptions{Limit: pageSize}
 	for {
-		next, err := list(opts)
+		page, err := client.Resource(gvr).List(ctx, opts)
 		if err != nil {
 			return err
 		}
+		for i := range page.Items {
+			if err := fn(&page.Items[i]); err != nil {
+				return err
+			}
+		}
+		next := page.GetContinue()
 		if next == "" {
 			return nil
 		}
@@ -179,27 +107,12 @@ func pages(pageSize int64, list func(metav1.ListOptions) (string, error)) error 
 	}
 }
 
-// addAll hands every item of a page to add.
-func addAll[T any](items []T, apiVersion, kind string, add func(string, string, any) error) error {
-	for i := range items {
-		if err := add(apiVersion, kind, &items[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// encode renders a listed object as JSON with its apiVersion and kind (list
-// items carry neither) and without managedFields (noise, and large).
-func encode(apiVersion, kind string, obj any) ([]byte, error) {
-	o, ok := obj.(interface {
-		metav1.Object
-		GetObjectKind() schema.ObjectKind
-	})
-	if !ok {
-		return nil, fmt.Errorf("%T is not a Kubernetes object", obj)
-	}
-	o.SetManagedFields(nil)
-	o.GetObjectKind().SetGroupVersionKind(schema.FromAPIVersionAndKind(apiVersion, kind))
-	return json.Marshal(o)
+// encode renders a listed object as JSON with the apiVersion and kind it
+// was listed as (list items may carry neither) and without managedFields
+// (noise, and large).
+func encode(k exposure.Kind, obj *unstructured.Unstructured) ([]byte, error) {
+	unstructured.RemoveNestedField(obj.Object, "metadata", "managedFields")
+	obj.SetAPIVersion(schema.GroupVersion{Group: k.Group, Version: k.Version}.String())
+	obj.SetKind(k.Kind)
+	return json.Marshal(obj.Object)
 }

@@ -1,6 +1,7 @@
 package live
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -12,14 +13,33 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/portreeve/portreeve/policies/exposure"
 	"github.com/portreeve/portreeve/policies/suggest"
 )
+
+// fakeCluster is a dynamic client serving objects, with a list kind
+// registered for every reviewed kind and for Namespaces.
+func fakeCluster(t *testing.T, objects ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	listKinds := map[schema.GroupVersionResource]string{namespaces: "NamespaceList"}
+	for _, k := range exposure.Kinds() {
+		listKinds[gvr(k)] = k.Kind + "List"
+	}
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, listKinds, objects...)
+}
 
 func meta(ns, name string, owner ...metav1.OwnerReference) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Namespace: ns, Name: name, OwnerReferences: owner}
@@ -140,7 +160,7 @@ grants:
 `
 
 func TestReadSeededCluster(t *testing.T) {
-	client := fake.NewClientset(seededCluster()...)
+	client := fakeCluster(t, seededCluster()...)
 	objects, ignored, err := Read(t.Context(), client, Options{IgnoreLabel: "portreeve.io/ignore"})
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +215,7 @@ func TestReadSeededCluster(t *testing.T) {
 }
 
 func TestReadErrors(t *testing.T) {
-	client := fake.NewClientset()
+	client := fakeCluster(t)
 	client.PrependReactor("list", "cronjobs", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewNotFound(schema.GroupResource{Group: "batch", Resource: "cronjobs"}, "")
 	})
@@ -211,26 +231,64 @@ func TestReadErrors(t *testing.T) {
 	}
 }
 
+// pagingPods answers pod lists, one pod a page, and records the calls (the
+// fake dynamic client drops limit and continue).
+type pagingPods struct {
+	dynamic.NamespaceableResourceInterface
+	t     *testing.T
+	calls []string
+}
+
+func (pp *pagingPods) List(_ context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error) {
+	pp.calls = append(pp.calls, opts.Continue)
+	if opts.Limit != 2 {
+		pp.t.Errorf("limit %d, want 2", opts.Limit)
+	}
+	if len(pp.calls) > 10 {
+		return nil, errors.New("too many pages")
+	}
+	p := &corev1.Pod{ObjectMeta: meta("a", "p-"+opts.Continue)}
+	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+	if err != nil {
+		return nil, err
+	}
+	list := &unstructured.UnstructuredList{Items: []unstructured.Unstructured{{Object: obj}}}
+	if opts.Continue == "" {
+		list.SetContinue("next")
+	}
+	return list, nil
+}
+
+// pagingClient serves pods from pagingPods, the rest from the fake.
+type pagingClient struct {
+	dynamic.Interface
+	pods *pagingPods
+}
+
+func (c pagingClient) Resource(r schema.GroupVersionResource) dynamic.NamespaceableResourceInterface {
+	if r.Resource == "pods" {
+		return c.pods
+	}
+	return c.Interface.Resource(r)
+}
+
 func TestReadPages(t *testing.T) {
-	client := fake.NewClientset()
-	var calls []string
-	client.PrependReactor("list", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		opts := a.(k8stesting.ListActionImpl).ListOptions
-		calls = append(calls, opts.Continue)
-		if opts.Limit != 2 {
-			t.Errorf("limit %d, want 2", opts.Limit)
-		}
-		list := &corev1.PodList{Items: []corev1.Pod{{ObjectMeta: meta("a", "p-"+opts.Continue)}}}
-		if opts.Continue == "" {
-			list.Continue = "next"
-		}
-		return true, list, nil
-	})
-	objects, _, err := Read(t.Context(), client, Options{PageSize: 2})
+	pods := &pagingPods{t: t}
+	objects, _, err := Read(t.Context(), pagingClient{Interface: fakeCluster(t), pods: pods}, Options{PageSize: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(calls, []string{"", "next"}) || len(objects) != 2 {
-		t.Errorf("calls %q, %d objects", calls, len(objects))
+	if !slices.Equal(pods.calls, []string{"", "next"}) || len(objects) != 2 {
+		t.Errorf("calls %q, %d objects", pods.calls, len(objects))
+	}
+	for _, o := range objects {
+		var head struct{ APIVersion, Kind string }
+		if err := json.Unmarshal(o.JSON, &head); err != nil || head.APIVersion != "v1" || head.Kind != "Pod" {
+			t.Errorf("apiVersion and kind not set from the table: %s", o.JSON)
+		}
+		if strings.Contains(string(o.JSON), "managedFields") {
+			t.Errorf("managedFields kept: %s", o.JSON)
+		}
 	}
 }
