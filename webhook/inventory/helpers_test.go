@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
@@ -34,13 +33,14 @@ func feed(t testing.TB, idx *Index, objs ...any) {
 	}
 }
 
-// transform turns a typed test object into the unstructured object an
-// informer decodes, and runs the transform of its kind.
+// transform runs the transform of the test object's kind on it, as the
+// informers do (on a copy: the transform trims typed objects in place).
 func transform(o any) (any, error) {
 	if ns, ok := o.(*metav1.PartialObjectMetadata); ok {
 		return TransformNamespace(ns)
 	}
-	gvks, _, err := scheme.Scheme.ObjectKinds(o.(runtime.Object))
+	obj := o.(runtime.Object).DeepCopyObject()
+	gvks, _, err := scheme.Scheme.ObjectKinds(obj)
 	if err != nil {
 		return nil, err
 	}
@@ -48,11 +48,7 @@ func transform(o any) (any, error) {
 	if k == nil {
 		return nil, fmt.Errorf("%T is not a reviewed kind", o)
 	}
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
-	if err != nil {
-		return nil, err
-	}
-	return Transform(k)(&unstructured.Unstructured{Object: m})
+	return Transform(k)(obj)
 }
 
 var testNow = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)

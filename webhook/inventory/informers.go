@@ -6,8 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,16 +22,18 @@ type watch struct {
 }
 
 // watched lists what the inventory watches: every reviewed kind (the table
-// in policies/exposure) as unstructured objects, which the transform of its
-// kind turns into a Held as they arrive, and namespaces' metadata.
+// in policies/exposure) as typed objects, which the transform of its kind
+// turns into a Held as they arrive (typed.go), and namespaces' metadata.
 func watched() []watch {
 	kinds := exposure.Kinds()
 	out := make([]watch, 0, len(kinds)+1)
 	for i := range kinds {
 		k := &kinds[i]
-		u := &unstructured.Unstructured{}
-		u.SetGroupVersionKind(schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind})
-		out = append(out, watch{u, Transform(k), true})
+		obj, err := typedObject(k)
+		if err != nil {
+			panic("inventory: a reviewed kind the client-go scheme does not know: " + err.Error())
+		}
+		out = append(out, watch{obj, Transform(k), true})
 	}
 	return append(out, watch{NamespaceMetadata(), TransformNamespace, false})
 }

@@ -30,16 +30,27 @@ func (h *Held) DeepCopyObject() runtime.Object {
 
 // Transform returns the transform of the informer of kind k: it runs on
 // every object the informer receives, before it enters the cache, and turns
-// the decoded object into a Held. It is idempotent (client-go may run it on
-// an object twice) and keeps nothing of the decoded object, so that it can be
-// collected.
+// the decoded object (typed, or unstructured) into a Held. It is idempotent
+// (client-go may run it on an object twice) and keeps nothing of the decoded
+// object, so that it can be collected.
 func Transform(k *exposure.Kind) func(obj any) (any, error) {
 	return func(obj any) (any, error) {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			return obj, nil
+		switch o := obj.(type) {
+		case *Held:
+			return o, nil
+		case *unstructured.Unstructured:
+			return held(k, o.Object), nil
+		case runtime.Object:
+			if _, isMeta := o.(*metav1.PartialObjectMetadata); isMeta {
+				return obj, nil
+			}
+			m, err := toMap(o)
+			if err != nil {
+				return nil, err
+			}
+			return held(k, m), nil
 		}
-		return held(k, u.Object), nil
+		return obj, nil
 	}
 }
 
