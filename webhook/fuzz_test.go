@@ -9,6 +9,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	kjson "sigs.k8s.io/json"
 )
 
 // FuzzHandler: AdmissionReview bytes in, an answer out, through the HTTP
@@ -41,8 +42,11 @@ func FuzzHandler(f *testing.F) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
 			t.Fatalf("answer is not an AdmissionReview (%v): %s", err, rec.Body.Bytes())
 		}
+		// Read as the apiserver and controller-runtime read JSON: field names
+		// are case-sensitive ("speC" is not the spec; encoding/json would
+		// take it for one, and see a hostNetwork Pod that is none).
 		var in admissionv1.AdmissionReview
-		if json.Unmarshal(body, &in) != nil || in.Request == nil {
+		if kjson.UnmarshalCaseSensitivePreserveInts(body, &in) != nil || in.Request == nil {
 			return
 		}
 		if in.Request.UID != "" && out.Response.UID != in.Request.UID {
@@ -55,7 +59,7 @@ func FuzzHandler(f *testing.F) {
 		}
 		if in.Request.Kind.Group == "" && in.Request.Kind.Version == "v1" && in.Request.Kind.Kind == "Pod" && in.Request.SubResource == "" &&
 			in.Request.Operation == admissionv1.Create && in.Request.Namespace == "default" &&
-			json.Unmarshal(in.Request.Object.Raw, &pod) == nil && pod.Spec.HostNetwork && out.Response.Allowed && len(out.Response.Warnings) == 0 {
+			kjson.UnmarshalCaseSensitivePreserveInts(in.Request.Object.Raw, &pod) == nil && pod.Spec.HostNetwork && out.Response.Allowed && len(out.Response.Warnings) == 0 {
 			t.Errorf("a hostNetwork Pod in default was allowed silently: %s", body)
 		}
 	})

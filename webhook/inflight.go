@@ -158,10 +158,7 @@ func (l *InFlight) acquire(ctx context.Context, size int64) (release func(), wai
 		weight = min(size, l.bytes.max-l.bytes.max/4)
 	}
 	start := time.Now()
-	var (
-		timer *time.Timer
-		ok    bool
-	)
+	var timer *time.Timer
 	// wait starts the clock of the first wait, once.
 	wait := func() <-chan time.Time {
 		if timer == nil {
@@ -181,24 +178,25 @@ func (l *InFlight) acquire(ctx context.Context, size int64) (release func(), wai
 		}
 	}()
 	if weight > 0 {
-		if ok = l.bytes.acquire(ctx, weight, wait); !ok {
+		if !l.bytes.acquire(ctx, weight, wait) {
 			return nil, time.Since(start), "bytes"
 		}
 		l.bytesInFlight.Add(float64(weight))
 	}
+	slot := false
 	select {
 	case l.slots <- struct{}{}:
-		ok = true
+		slot = true
 	default:
 		// Senders blocked on a channel are served in the order they came.
 		select {
 		case l.slots <- struct{}{}:
-			ok = true
+			slot = true
 		case <-wait():
 		case <-ctx.Done():
 		}
 	}
-	if !ok {
+	if !slot {
 		l.releaseBytes(weight)
 		return nil, time.Since(start), "slots"
 	}

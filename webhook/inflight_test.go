@@ -79,25 +79,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestInFlight(t *testing.T) {
-	const (
-		reserve = 300 * time.Millisecond
-		// slack bounds how late an answer may come on a busy machine: a
-		// correctness margin (the review must not hang), not a speed target.
-		slack = 250 * time.Millisecond
-	)
-	tests := []struct {
-		name     string
-		max      int
-		occupied int           // reviews in flight when the one under test comes; default max
-		deadline time.Duration // 0: none
-		cancel   bool          // the client goes away at once
-		observe  bool
-		freeIn   time.Duration // a review in flight ends after this (0: none ends)
-		// what the review under test gets
-		reviewed bool
-		wait     time.Duration // about how long it waited
-		message  string
-	}{
+	const reserve = inFlightReserve
+	tests := []inFlightCase{
 		{name: "a free slot: reviewed at once", max: 2, occupied: 1, deadline: time.Second, reviewed: true},
 		{name: "queued until a review in flight ends", max: 1, deadline: 2 * time.Second, freeIn: 100 * time.Millisecond,
 			reviewed: true, wait: 100 * time.Millisecond},
@@ -113,81 +96,117 @@ func TestInFlight(t *testing.T) {
 			wait: 700*time.Millisecond - reserve, message: "portreeve would deny (enforcement: observe): portreeve: not reviewed: 1 reviews were in flight"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			reg := prometheus.NewRegistry()
-			l, err := NewInFlight(InFlightOptions{Max: tc.max, Reserve: reserve, NoDeadlineWait: 200 * time.Millisecond,
-				Observe: func() bool { return tc.observe }, Registerer: reg})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := newBlocker()
-			h := l.Wrap("validating", b)
-			occupied := tc.occupied
-			if occupied == 0 {
-				occupied = tc.max
-			}
-			for i := range occupied {
-				uid := fmt.Sprintf("busy%d", i) // busy0 is the one that may end
-				go h.Handle(context.Background(), uidRequest(uid))
-				<-b.entered
-				if i > 0 || tc.freeIn == 0 {
-					t.Cleanup(func() { b.finish(uid) })
-				}
-			}
-			if f := testutil.ToFloat64(l.inFlight); f != float64(occupied) {
-				t.Fatalf("portreeve_admission_reviews_in_flight = %v, want %d", f, occupied)
-			}
-			ctx := context.Background()
-			if tc.deadline > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, tc.deadline)
-				defer cancel()
-			}
-			if tc.cancel {
-				c, cancel := context.WithCancel(ctx)
-				ctx = c
-				time.AfterFunc(50*time.Millisecond, cancel)
-			}
-			if tc.freeIn > 0 {
-				time.AfterFunc(tc.freeIn, func() { b.finish("busy0") })
-			}
-			b.finish("test") // once it runs, the review under test ends at once
-			start := time.Now()
-			got := h.Handle(ctx, uidRequest("test"))
-			took := time.Since(start)
+		// With a bound on bytes that the reviews fit in, and without.
+		for _, maxBytes := range []int64{0, 1 << 20} {
+			t.Run(fmt.Sprintf("%s/max-bytes=%d", tc.name, maxBytes), func(t *testing.T) {
+				t.Parallel()
+				testInFlight(t, tc, maxBytes)
+			})
+		}
+	}
+}
 
-			if tc.reviewed {
-				if !got.Allowed || got.Result.Message != "reviewed" {
-					t.Fatalf("not reviewed: %+v", got.Result)
-				}
-			} else {
-				msg := got.Result.Message
-				if tc.observe {
-					if !got.Allowed || len(got.Warnings) != 1 {
-						t.Fatalf("observing: %+v %q, want allowed with one warning", got.Result, got.Warnings)
-					}
-					msg = got.Warnings[0]
-				} else if got.Allowed || got.Result.Code != http.StatusServiceUnavailable {
-					t.Fatalf("got %+v, want a 503", got.Result)
-				}
-				if !strings.Contains(msg, tc.message) || !strings.Contains(msg, "retry") {
-					t.Fatalf("message %q, want %q", msg, tc.message)
-				}
-				if v := testutil.ToFloat64(l.timeouts.WithLabelValues("validating")); v != 1 {
-					t.Errorf("portreeve_admission_queue_timeouts_total = %v", v)
-				}
+type inFlightCase struct {
+	name     string
+	max      int
+	occupied int           // reviews in flight when the one under test comes; default max
+	deadline time.Duration // 0: none
+	cancel   bool          // the client goes away at once
+	observe  bool
+	freeIn   time.Duration // a review in flight ends after this (0: none ends)
+	// what the review under test gets
+	reviewed bool
+	wait     time.Duration // about how long it waited
+	message  string
+}
+
+const inFlightReserve = 300 * time.Millisecond
+
+func testInFlight(t *testing.T, tc inFlightCase, maxBytes int64) {
+	const (
+		reserve = inFlightReserve
+		// slack bounds how late an answer may come on a busy machine: a
+		// correctness margin (the review must not hang), not a speed target.
+		slack = 250 * time.Millisecond
+	)
+	reg := prometheus.NewRegistry()
+	l, err := NewInFlight(InFlightOptions{Max: tc.max, MaxBytes: maxBytes, Reserve: reserve, NoDeadlineWait: 200 * time.Millisecond,
+		Observe: func() bool { return tc.observe }, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBlocker()
+	h := l.Wrap("validating", b)
+	occupied := tc.occupied
+	if occupied == 0 {
+		occupied = tc.max
+	}
+	for i := range occupied {
+		uid := fmt.Sprintf("busy%d", i) // busy0 is the one that may end
+		go h.Handle(context.Background(), sizedRequest(uid, 100, 0))
+		<-b.entered
+		if i > 0 || tc.freeIn == 0 {
+			t.Cleanup(func() { b.finish(uid) })
+		}
+	}
+	if f := testutil.ToFloat64(l.inFlight); f != float64(occupied) {
+		t.Fatalf("portreeve_admission_reviews_in_flight = %v, want %d", f, occupied)
+	}
+	ctx := context.Background()
+	if tc.deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, tc.deadline)
+		defer cancel()
+	}
+	if tc.cancel {
+		c, cancel := context.WithCancel(ctx)
+		ctx = c
+		time.AfterFunc(50*time.Millisecond, cancel)
+	}
+	if tc.freeIn > 0 {
+		time.AfterFunc(tc.freeIn, func() { b.finish("busy0") })
+	}
+	b.finish("test") // once it runs, the review under test ends at once
+	start := time.Now()
+	got := h.Handle(ctx, sizedRequest("test", 100, 0))
+	took := time.Since(start)
+
+	if tc.reviewed {
+		if !got.Allowed || got.Result.Message != "reviewed" {
+			t.Fatalf("not reviewed: %+v", got.Result)
+		}
+	} else {
+		msg := got.Result.Message
+		if tc.observe {
+			if !got.Allowed || len(got.Warnings) != 1 {
+				t.Fatalf("observing: %+v %q, want allowed with one warning", got.Result, got.Warnings)
 			}
-			if took < tc.wait-20*time.Millisecond || took > tc.wait+slack && !tc.cancel || tc.cancel && took > 50*time.Millisecond+slack {
-				t.Errorf("answered after %s, want about %s", took.Round(time.Millisecond), tc.wait)
-			}
-			if q := testutil.ToFloat64(l.queued); q != 0 {
-				t.Errorf("portreeve_admission_reviews_queued = %v after the review", q)
-			}
-			if n, err := testutil.GatherAndCount(reg); err != nil || n != 4 {
-				t.Errorf("%d series registered (%v), want the three gauges and the counter", n, err)
-			}
-		})
+			msg = got.Warnings[0]
+		} else if got.Allowed || got.Result.Code != http.StatusServiceUnavailable {
+			t.Fatalf("got %+v, want a 503", got.Result)
+		}
+		if !strings.Contains(msg, tc.message) || !strings.Contains(msg, "retry") {
+			t.Fatalf("message %q, want %q", msg, tc.message)
+		}
+		if v := testutil.ToFloat64(l.timeouts.WithLabelValues("validating")); v != 1 {
+			t.Errorf("portreeve_admission_queue_timeouts_total = %v", v)
+		}
+	}
+	if took < tc.wait-20*time.Millisecond || took > tc.wait+slack && !tc.cancel || tc.cancel && took > 50*time.Millisecond+slack {
+		t.Errorf("answered after %s, want about %s", took.Round(time.Millisecond), tc.wait)
+	}
+	if q := testutil.ToFloat64(l.queued); q != 0 {
+		t.Errorf("portreeve_admission_reviews_queued = %v after the review", q)
+	}
+	// What was in flight still is, no more (a review refused took nothing).
+	if running := l.Running(); running != occupied && !(tc.freeIn > 0 && running == occupied-1) {
+		t.Errorf("%d reviews in flight after it, want %d", running, occupied)
+	}
+	if b := testutil.ToFloat64(l.bytesInFlight); maxBytes > 0 && b != float64(100*l.Running()) || maxBytes == 0 && b != 0 {
+		t.Errorf("portreeve_admission_review_bytes_in_flight = %v with %d reviews of 100 bytes in flight", b, l.Running())
+	}
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 4 {
+		t.Errorf("%d series registered (%v), want the three gauges and the counter", n, err)
 	}
 }
 
