@@ -6,8 +6,6 @@
 // is pure: no I/O, no Rego.
 package exposure
 
-import "strings"
-
 // GroupVersionKind names a kind of object.
 type GroupVersionKind struct {
 	Group   string `json:"group"`
@@ -56,14 +54,6 @@ func (k *Kind) Active(obj map[string]any) bool {
 	return k.active(obj)
 }
 
-// GroupResource is "resource" or "resource.group", as RBAC and kubectl name it.
-func (k *Kind) GroupResource() string {
-	if k.Group == "" {
-		return k.Resource
-	}
-	return k.Resource + "." + k.Group
-}
-
 var kinds = []Kind{
 	{GroupVersionKind{"", "v1", "Pod"}, "pods", []string{"spec"}, FamilyPods, podRunning},
 	{GroupVersionKind{"", "v1", "PodTemplate"}, "podtemplates", []string{"template", "spec"}, FamilyPods, never},
@@ -101,9 +91,6 @@ func Names() []string {
 	}
 	return out
 }
-
-// PodSpecPath is the dotted field path of the kind's pod spec ("" for none).
-func (k *Kind) PodSpecPath() string { return strings.Join(k.PodSpec, ".") }
 
 func never(map[string]any) bool { return false }
 

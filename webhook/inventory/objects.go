@@ -5,7 +5,6 @@ import (
 	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/portreeve/portreeve/policies/exposure"
@@ -30,7 +29,7 @@ func (h *Held) DeepCopyObject() runtime.Object {
 
 // Transform returns the transform of the informer of kind k: it runs on
 // every object the informer receives, before it enters the cache, and turns
-// the decoded object (typed, or unstructured) into a Held. It is idempotent
+// the decoded typed object into a Held. It is idempotent
 // (client-go may run it on an object twice) and keeps nothing of the decoded
 // object, so that it can be collected.
 func Transform(k *exposure.Kind) func(obj any) (any, error) {
@@ -38,8 +37,6 @@ func Transform(k *exposure.Kind) func(obj any) (any, error) {
 		switch o := obj.(type) {
 		case *Held:
 			return o, nil
-		case *unstructured.Unstructured:
-			return held(k, o.Object), nil
 		case runtime.Object:
 			if _, isMeta := o.(*metav1.PartialObjectMetadata); isMeta {
 				return obj, nil

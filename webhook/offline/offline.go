@@ -167,10 +167,10 @@ func NewRequest(raw, old []byte, namespace string, user policies.User) (*review.
 // Kubernetes removed its API, else that Portreeve does not review it.
 func NotReviewed(gvk policies.GroupVersionKind) string {
 	if replacement, ok := removedAPIs[gvk]; ok {
-		return "the " + gvkString(gvk) + " API was removed from Kubernetes (the apiserver refuses it): " +
-			"use " + gvkString(replacement) + ", which Portreeve reviews"
+		return "the " + gvk.String() + " API was removed from Kubernetes (the apiserver refuses it): " +
+			"use " + replacement.String() + ", which Portreeve reviews"
 	}
-	return "kind " + gvkString(gvk) + " is not reviewed"
+	return "kind " + gvk.String() + " is not reviewed"
 }
 
 // removedAPIs are API versions of reviewed kinds that Kubernetes no longer
@@ -189,12 +189,4 @@ var removedAPIs = map[policies.GroupVersionKind]policies.GroupVersionKind{
 	{Group: "apps", Version: "v1beta2", Kind: "ReplicaSet"}:           {Group: "apps", Version: "v1", Kind: "ReplicaSet"},
 	{Group: "batch", Version: "v1beta1", Kind: "CronJob"}:             {Group: "batch", Version: "v1", Kind: "CronJob"},
 	{Group: "batch", Version: "v2alpha1", Kind: "CronJob"}:            {Group: "batch", Version: "v1", Kind: "CronJob"},
-}
-
-// gvkString renders a kind as group/version/Kind (version/Kind in the core group).
-func gvkString(k policies.GroupVersionKind) string {
-	if k.Group == "" {
-		return k.Version + "/" + k.Kind
-	}
-	return k.Group + "/" + k.Version + "/" + k.Kind
 }

@@ -19,5 +19,3 @@ func Supported(gvk policies.GroupVersionKind) bool { return exposure.Lookup(gvk)
 
 // SupportedKinds lists the reviewed kinds as group/version/Kind strings.
 func SupportedKinds() []string { return exposure.Names() }
-
-func gvkString(k policies.GroupVersionKind) string { return k.String() }

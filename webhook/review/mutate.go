@@ -94,10 +94,7 @@ func (r *Reviewer) Mutate(ctx context.Context, req *Request) (*Mutation, error) 
 	}
 	in, err := input(req, r.limits)
 	if err != nil {
-		if IsLimit(err) {
-			return nil, err
-		}
-		return &Mutation{}, err
+		return nil, err
 	}
 	engine := r.Engine()
 	if unjudged(in, engine) {
