@@ -78,6 +78,7 @@ type serveOptions struct {
 	MaxReviewBytesInFlight int64
 	authoringOptions
 	leaderOptions
+	reservationOptions
 	// WebhookTimeouts bound each connection of the webhook server.
 	WebhookTimeouts webhookTimeouts
 	zap             zap.Options
@@ -104,6 +105,7 @@ func newServeOptions() *serveOptions {
 		MaxReviewBytesInFlight: defaultMaxReviewBytesInFlight,
 		authoringOptions:       defaultAuthoringOptions(),
 		leaderOptions:          defaultLeaderOptions(),
+		reservationOptions:     defaultReservationOptions(),
 		WebhookTimeouts:        defaultWebhookTimeouts(),
 	}
 }
@@ -147,6 +149,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Enforcement, "enforcement", o.Enforcement, "enforce: act on findings by each rule's mode; observe: evaluate and record every rule (metrics, logs, a warning per finding) but deny and rewrite nothing, to adopt Portreeve on a running cluster")
 	o.authoringOptions.addFlags(fs)
 	o.leaderOptions.addFlags(fs)
+	o.reservationOptions.addFlags(fs)
 	o.WebhookTimeouts.addFlags(fs)
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
 	o.zap.BindFlags(logFlags)
@@ -197,6 +200,7 @@ func (o *serveOptions) validate() error {
 	}
 	errs = append(errs, o.authoringOptions.validate()...)
 	errs = append(errs, o.validateLeaderElection()...)
+	errs = append(errs, o.validateReservations()...)
 	errs = append(errs, o.WebhookTimeouts.validate()...)
 	return errors.Join(errs...)
 }
@@ -233,6 +237,7 @@ func newServeCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.leaderElectSet = cmd.Flags().Changed("leader-elect")
+			o.reservationsSet = cmd.Flags().Changed("reservations")
 			if err := o.validate(); err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -320,6 +325,11 @@ func serve(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if on, err := setupReservations(mgr, o, restCfg, inv, reviewer); err != nil {
+		return err
+	} else if on {
+		log.Info("contested keys are reserved in Leases", "namespace", o.Namespace, "prefix", o.reservationPrefix())
+	}
 	// The manager starts the webhook server only once it has been asked for it.
 	server = mgr.GetWebhookServer()
 
@@ -390,7 +400,7 @@ func serve(ctx context.Context, o *serveOptions) error {
 // with the manager's cache and hands its facts to the reviewer.
 func setupInventory(ctx context.Context, mgr manager.Manager, o *serveOptions, reviewer *review.Reviewer) (*inventory.Inventory, error) {
 	npr, _ := inventory.ParseNodePortRange(o.NodePortRange) // validated
-	inv := inventory.New(inventory.Options{NodePortRange: npr, NotReady: o.InventoryNotReady})
+	inv := inventory.New(inventory.Options{NodePortRange: npr, NotReady: o.InventoryNotReady, Remember: max(inventory.DefaultPendingTTL, o.ReservationTTL)})
 	if err := inv.Register(ctx, mgr.GetCache()); err != nil {
 		return nil, err
 	}

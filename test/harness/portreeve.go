@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +49,9 @@ type Options struct {
 	// Logs also receives the server's output, each line prefixed; it always goes
 	// to serve.log in the work dir too.
 	Logs io.Writer
+	// CertificateOf, when set, is a running Portreeve whose serving
+	// certificate this one serves too (replicas behind one URL).
+	CertificateOf *Portreeve
 }
 
 // Portreeve is a running `portreeve serve`.
@@ -85,25 +89,13 @@ func Start(ctx context.Context, opts Options) (*Portreeve, error) {
 			_ = p.Stop()
 		}
 	}()
-	now := time.Now()
-	ca, err := certs.NewCA("portreeve-test-ca", now, 24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	serving, err := certs.NewServingCert(ca, []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, now, 24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
 	certDir := filepath.Join(dir, "certs")
-	if err := os.MkdirAll(certDir, 0o700); err != nil {
+	if opts.CertificateOf != nil {
+		certDir = filepath.Join(opts.CertificateOf.Dir, "certs")
+		p.CAPEM = opts.CertificateOf.CAPEM
+	} else if p.CAPEM, err = writeServingCert(certDir); err != nil {
 		return nil, err
 	}
-	for name, data := range map[string][]byte{"tls.crt": serving.CertPEM, "tls.key": serving.KeyPEM} {
-		if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	p.CAPEM = ca.CertPEM
 	args := []string{"serve", "--kubeconfig", opts.Kubeconfig, "--cert-dir", certDir, "--namespace", Namespace,
 		"--cert-mode", "cert-manager", "--config-poll-interval", "300ms"}
 	if opts.Config != "" {
@@ -184,6 +176,20 @@ func (p *Portreeve) PID() int { return p.proc.PID() }
 // Stopped is closed when the server has exited.
 func (p *Portreeve) Stopped() <-chan struct{} { return p.proc.Done() }
 
+// Kill kills the process at once (SIGKILL: no graceful shutdown, requests in
+// flight are cut) and waits for it to exit. Unlike Stop it leaves Dir alone.
+func (p *Portreeve) Kill() error {
+	if p.proc == nil || p.proc.Exited() {
+		return nil
+	}
+	p.proc.Expect()
+	if err := syscall.Kill(p.proc.PID(), syscall.SIGKILL); err != nil {
+		return err
+	}
+	<-p.proc.Done()
+	return nil
+}
+
 // Client is an HTTPS client that trusts the serving CA.
 func (p *Portreeve) Client() *http.Client {
 	pool := x509.NewCertPool()
@@ -236,6 +242,29 @@ func Binary(path string) (string, error) {
 		return "", fmt.Errorf("build portreeve: %v\n%s", err, b)
 	}
 	return out, nil
+}
+
+// writeServingCert writes a serving certificate for 127.0.0.1 and localhost,
+// signed by a new test CA, to certDir, and returns the CA.
+func writeServingCert(certDir string) ([]byte, error) {
+	now := time.Now()
+	ca, err := certs.NewCA("portreeve-test-ca", now, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	serving, err := certs.NewServingCert(ca, []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, now, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, err
+	}
+	for name, data := range map[string][]byte{"tls.crt": serving.CertPEM, "tls.key": serving.KeyPEM} {
+		if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return ca.CertPEM, nil
 }
 
 // WebhookValues are the chart values that point the webhook configurations at p.

@@ -130,7 +130,10 @@ type claims struct {
 	// pending claims come from admitted requests; they expire.
 	pending   bool
 	tentative bool
-	expires   time.Time
+	// reserved claims were learnt from another replica's reservation
+	// (Inventory.Learn), pending too.
+	reserved bool
+	expires  time.Time
 }
 
 // empty reports whether the object holds nothing.

@@ -46,6 +46,12 @@ type Index struct {
 	// nodePort), with a bit set mirroring count > 0 for fast free-port scans.
 	taken     map[int32]int
 	takenBits [65536 / 64]uint64
+	// gone remembers when the informers showed an object's deletion, in
+	// that order (goneQueue), for as long as a reservation of it may count
+	// (SetRemember): a deleted object's reservation no longer does.
+	gone      map[objectKey]time.Time
+	goneQueue []objectKey
+	remember  time.Duration
 }
 
 // NewIndex returns an empty index.
@@ -60,7 +66,15 @@ func NewIndex() *Index {
 		hosts:     map[string]*hostIndex{},
 		domains:   map[string]*hostIndex{},
 		taken:     map[int32]int{},
+		gone:      map[objectKey]time.Time{},
 	}
+}
+
+// SetRemember sets how long deletions are remembered.
+func (x *Index) SetRemember(d time.Duration) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.remember = d
 }
 
 // Upsert replaces what the informers know of one object. A pending claim of
@@ -87,9 +101,19 @@ func (x *Index) Upsert(c *claims) {
 }
 
 // Delete forgets an object the informers no longer show.
-func (x *Index) Delete(key objectKey) {
+func (x *Index) Delete(key objectKey) { x.DeleteAt(key, time.Time{}) }
+
+// DeleteAt forgets an object the informers showed deleted at now, and
+// remembers when (a zero now remembers nothing).
+func (x *Index) DeleteAt(key objectKey, now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if !now.IsZero() && x.remember > 0 {
+		if _, ok := x.gone[key]; !ok {
+			x.goneQueue = append(x.goneQueue, key)
+		}
+		x.gone[key] = now
+	}
 	x.setOwner(key, ref{})
 	if old, ok := x.objects[key]; ok {
 		x.remove(old)
@@ -141,6 +165,7 @@ func (x *Index) Expire(now time.Time) {
 }
 
 func (x *Index) expireLocked(now time.Time) {
+	x.forgetLocked(now)
 	n := 0
 	for _, c := range x.queue {
 		if c.live(now) {
@@ -154,6 +179,21 @@ func (x *Index) expireLocked(now time.Time) {
 	}
 	if n > 0 {
 		x.queue = append(x.queue[:0], x.queue[n:]...)
+	}
+}
+
+// forgetLocked drops the deletions older than x.remember.
+func (x *Index) forgetLocked(now time.Time) {
+	n := 0
+	for _, k := range x.goneQueue {
+		if at, ok := x.gone[k]; ok && now.Sub(at) < x.remember {
+			break
+		}
+		delete(x.gone, k)
+		n++
+	}
+	if n > 0 {
+		x.goneQueue = append(x.goneQueue[:0], x.goneQueue[n:]...)
 	}
 }
 

@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,7 +72,7 @@ func (inv *Inventory) Register(ctx context.Context, informers cache.Informers) e
 		}
 		var h toolscache.ResourceEventHandler = toolscache.ResourceEventHandlerFuncs{}
 		if w.claims {
-			h = handler{index: inv.index}
+			h = handler{index: inv.index, now: inv.opts.Now}
 		}
 		reg, err := inf.AddEventHandler(h)
 		if err != nil {
@@ -94,6 +95,8 @@ func (inv *Inventory) Register(ctx context.Context, informers cache.Informers) e
 // handler feeds informer events into the index.
 type handler struct {
 	index *Index
+	// now stamps deletions (nil: they are not remembered).
+	now func() time.Time
 }
 
 func (h handler) OnAdd(obj any, _ bool) { h.upsert(obj) }
@@ -105,7 +108,11 @@ func (h handler) OnDelete(obj any) {
 		obj = t.Obj
 	}
 	if c := claimsOf(obj); c != nil {
-		h.index.Delete(c.key)
+		if h.now != nil {
+			h.index.DeleteAt(c.key, h.now())
+		} else {
+			h.index.Delete(c.key)
+		}
 	}
 }
 

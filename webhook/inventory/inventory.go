@@ -35,6 +35,10 @@ type Options struct {
 	// PendingTTL bounds how long admitted claims count without the informers
 	// showing them (DefaultPendingTTL when zero).
 	PendingTTL time.Duration
+	// Remember is how long deletions are remembered, for other replicas'
+	// reservations of deleted objects not to count (PendingTTL when zero:
+	// set it to the reservations' TTL when that is longer).
+	Remember time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -69,7 +73,11 @@ func New(opts Options) *Inventory {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Remember <= 0 {
+		opts.Remember = opts.PendingTTL
+	}
 	inv := &Inventory{index: NewIndex(), opts: opts}
+	inv.index.SetRemember(opts.Remember)
 	never := func() bool { return false }
 	inv.synced.Store(&never)
 	return inv

@@ -53,6 +53,9 @@ type Reviewer struct {
 	observe bool
 	// limits bound what one review may hold (SetLimits).
 	limits exposure.Limits
+	// reservations, when set, make admitted claims visible to the other
+	// replicas (UseReservations).
+	reservations Reservations
 }
 
 // FactsSource computes the facts of a request from an inventory of the
@@ -243,6 +246,11 @@ func (r *Reviewer) Validate(ctx context.Context, req *Request) (*policies.Decisi
 	}
 	if r.observe {
 		d.Observe()
+	}
+	if record && d.Allowed() && r.reservations != nil && !r.observe {
+		if d, err = r.reserve(ctx, in, engine, d); err != nil {
+			return nil, err
+		}
 	}
 	if record {
 		if d.Allowed() {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/validation"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/portreeve/portreeve/webhook/inventory"
+	"github.com/portreeve/portreeve/webhook/reservations"
+	"github.com/portreeve/portreeve/webhook/review"
+)
+
+// reservationOptions are the serve flags of the reservations that make
+// replicas agree on contested keys (webhook/reservations).
+type reservationOptions struct {
+	Reservations      bool
+	ReservationTTL    time.Duration
+	ReservationSettle time.Duration
+	// reservationsSet records that --reservations was given explicitly.
+	reservationsSet bool
+}
+
+func defaultReservationOptions() reservationOptions {
+	return reservationOptions{
+		Reservations:      true,
+		ReservationTTL:    reservations.DefaultTTL,
+		ReservationSettle: reservations.DefaultSettle,
+	}
+}
+
+func (o *reservationOptions) addFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.Reservations, "reservations", o.Reservations, "before admitting a request that claims a hostPort, an explicit nodePort or an Ingress host whose conflict rule enforces, "+
+		"reserve it in a coordination.k8s.io Lease in --namespace, so that replicas agree (without --namespace it is off, or an error when given explicitly)")
+	fs.DurationVar(&o.ReservationTTL, "reservation-ttl", o.ReservationTTL, "how long a reservation counts when the informers never show its object (a request refused after Portreeve admitted it, a replica that died)")
+	fs.DurationVar(&o.ReservationSettle, "reservation-settle", o.ReservationSettle, "how long after a reservation, once the informers show its object, it is dropped (every replica's informers show it by then)")
+}
+
+func (o *serveOptions) validateReservations() []error {
+	var errs []error
+	if o.Reservations && o.reservationsSet && o.Namespace == "" {
+		errs = append(errs, errors.New("--reservations needs --namespace (or $POD_NAMESPACE): the Leases live there"))
+	}
+	if o.ReservationTTL < time.Second {
+		errs = append(errs, errors.New("--reservation-ttl must be at least 1s"))
+	}
+	if o.ReservationSettle <= 0 || o.ReservationSettle >= o.ReservationTTL {
+		errs = append(errs, errors.New("--reservation-settle must be positive and shorter than --reservation-ttl"))
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(o.reservationPrefix() + "-hp-tcp-65535") {
+		errs = append(errs, errors.New("reservation Lease names (from --webhook-config-name): "+msg))
+	}
+	return errs
+}
+
+// reservationPrefix starts the reservation Leases' names: one set per
+// installation, like the audit's Lease.
+func (o *serveOptions) reservationPrefix() string {
+	if o.WebhookConfigName != "" {
+		return o.WebhookConfigName + "-rsv"
+	}
+	return "portreeve-rsv"
+}
+
+// setupReservations makes the reviewer reserve what it admits, and cleans
+// the Leases on every replica.
+func setupReservations(mgr manager.Manager, o *serveOptions, cfg *rest.Config, inv *inventory.Inventory, reviewer *review.Reviewer) (bool, error) {
+	if !o.Reservations || o.Namespace == "" {
+		return false, nil
+	}
+	client, err := coordinationv1client.NewForConfig(cfg)
+	if err != nil {
+		return false, err
+	}
+	metrics, err := reservations.NewMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return false, err
+	}
+	store := reservations.New(reservations.Options{
+		Leases: client, Namespace: o.Namespace, Prefix: o.reservationPrefix(), Replica: replicaName(),
+		TTL: o.ReservationTTL, Settle: o.ReservationSettle, Local: inv, Metrics: metrics,
+	})
+	reviewer.UseReservations(store)
+	return true, mgr.Add(store)
+}
+
+// replicaName names this process in the reservations it writes: the pod's
+// name, and a suffix of its own (a restarted container is another writer).
+func replicaName() string {
+	name := os.Getenv("POD_NAME")
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	return name + "-" + rand.String(5)
+}
