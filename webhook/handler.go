@@ -169,6 +169,7 @@ func (h *Handler) mutate(ctx context.Context, req admission.Request, r *review.R
 		// The apiserver would act on these fields before the validating webhook.
 		logf.FromContext(ctx).Info("denied", "rules", ruleIDs(m.Denied))
 		h.record(r.Kind.Kind, r.Operation, "denied", ruleIDs(m.Denied), start)
+		h.countConflicts(m.Denied)
 		return forbidden(m.Denied)
 	}
 	if m.Rejected != "" {
@@ -181,12 +182,15 @@ func (h *Handler) mutate(ctx context.Context, req admission.Request, r *review.R
 		return admission.Allowed("")
 	}
 	rules := make([]string, 0, len(m.Changes))
+	moved := make([]policies.Finding, 0, len(m.Changes))
 	for _, c := range m.Changes {
 		if !slices.Contains(rules, c.Rule) {
 			rules = append(rules, c.Rule)
 		}
+		moved = append(moved, policies.Finding{Rule: c.Rule})
 	}
 	h.record(r.Kind.Kind, r.Operation, "rewritten", rules, start)
+	h.countConflicts(moved)
 	logf.FromContext(ctx).Info("rewritten", "rules", rules)
 	return admission.PatchResponseFromRaw(req.Object.Raw, m.Patched).WithWarnings(m.Warnings()...)
 }
@@ -213,28 +217,41 @@ func (h *Handler) errored(ctx context.Context, r *review.Request, err error, sta
 }
 
 func (h *Handler) recordFindings(r *review.Request, d *policies.Decision, start time.Time) {
+	decision, rules := "allowed", []string(nil)
 	switch {
 	case len(d.Violations) > 0:
-		h.record(r.Kind.Kind, r.Operation, "denied", ruleIDs(d.Violations), start)
+		decision, rules = "denied", ruleIDs(d.Violations)
 	case len(d.Warnings) > 0:
-		h.record(r.Kind.Kind, r.Operation, "warned", ruleIDs(d.Warnings), start)
-	default:
-		h.record(r.Kind.Kind, r.Operation, "allowed", nil, start)
+		decision, rules = "warned", ruleIDs(d.Warnings)
 	}
+	request := decision
+	if decision != "denied" && len(d.Observed) > 0 {
+		request = "would_deny" // admitted only because Portreeve observes
+	}
+	h.recordRequest(r.Kind.Kind, r.Operation, request, start)
+	h.recordOnly(r.Kind.Kind, r.Operation, decision, rules)
 	if len(d.DryRun) > 0 {
 		h.recordOnly(r.Kind.Kind, r.Operation, "dryrun", ruleIDs(d.DryRun))
 	}
 	if len(d.Observed) > 0 {
 		h.recordOnly(r.Kind.Kind, r.Operation, "would_deny", ruleIDs(d.Observed))
 	}
+	h.countConflicts(d.Violations, d.Warnings, d.DryRun, d.Observed)
 }
 
+// record counts one request, answered with decision, and its findings' rules.
 func (h *Handler) record(kind, op, decision string, rules []string, start time.Time) {
+	h.recordRequest(kind, op, decision, start)
+	h.recordOnly(kind, op, decision, rules)
+}
+
+// recordRequest counts one request and its review time.
+func (h *Handler) recordRequest(kind, op, decision string, start time.Time) {
 	if h.Recorder == nil {
 		return
 	}
 	h.Recorder.Observe(h.name(), time.Since(start))
-	h.recordOnly(kind, op, decision, rules)
+	h.Recorder.Request(h.name(), kind, op, decision)
 }
 
 func (h *Handler) recordOnly(kind, op, decision string, rules []string) {
@@ -246,6 +263,33 @@ func (h *Handler) recordOnly(kind, op, decision string, rules []string) {
 	}
 	for _, rule := range rules {
 		h.Recorder.Decision(h.name(), kind, op, decision, rule)
+	}
+}
+
+// conflictRules judge conflicts with what the cluster holds
+// (portreeve_conflicts_total).
+var conflictRules = []string{"host-port-conflicts", "node-port-conflicts", "ingress-host-conflicts"}
+
+// countConflicts counts the findings of the conflict rules, whatever their
+// bucket. The validating webhook counts what it found; the mutating one only
+// what it denied or rewrote itself (the validating webhook never sees those
+// conflicts), so that each conflict counts once.
+func (h *Handler) countConflicts(buckets ...[]policies.Finding) {
+	if h.Recorder == nil {
+		return
+	}
+	var n [3]int
+	for _, fs := range buckets {
+		for _, f := range fs {
+			if i := slices.Index(conflictRules, f.Rule); i >= 0 {
+				n[i]++
+			}
+		}
+	}
+	for i, c := range n {
+		if c > 0 {
+			h.Recorder.Conflicts(conflictRules[i], c)
+		}
 	}
 }
 

@@ -23,7 +23,24 @@ import (
 
 type fakeRecorder struct {
 	mu        sync.Mutex
+	requests  []string
 	decisions []string
+	conflicts map[string]int
+}
+
+func (f *fakeRecorder) Request(webhook, kind, op, decision string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, strings.Join([]string{webhook, kind, op, decision}, "/"))
+}
+
+func (f *fakeRecorder) Conflicts(rule string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conflicts == nil {
+		f.conflicts = map[string]int{}
+	}
+	f.conflicts[rule] += n
 }
 
 func (f *fakeRecorder) Decision(webhook, kind, op, decision, rule string) {

@@ -91,6 +91,7 @@ func (g *OptOutGuard) record(req admission.Request, decision string, start time.
 	if decision == "denied" || decision == "would_deny" {
 		rule = "namespace-opt-out"
 	}
+	g.Recorder.Request("namespaces", req.Kind.Kind, string(req.Operation), decision)
 	g.Recorder.Decision("namespaces", req.Kind.Kind, string(req.Operation), decision, rule)
 }
 

@@ -44,6 +44,6 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newServeCommand(), newEvalCommand(), newRulesCommand(), newVersionCommand())
 	root.AddCommand(newTestCommand(), newExplainCommand(), newAuditCommand(), newSuggestCommand())
-	root.AddCommand(newConfigCommand(), newProbeCommand())
+	root.AddCommand(newConfigCommand(), newProbeCommand(), newPortsCommand())
 	return root
 }

@@ -60,6 +60,10 @@ func (o *serveOptions) validateReservations() []error {
 	return errs
 }
 
+// reservationQPS bounds the reservations' requests per second, far above
+// what a replica admits.
+const reservationQPS = 1000
+
 // reservationPrefix starts the reservation Leases' names: one set per
 // installation, like the audit's Lease.
 func (o *serveOptions) reservationPrefix() string {
@@ -75,6 +79,10 @@ func setupReservations(mgr manager.Manager, o *serveOptions, cfg *rest.Config, i
 	if !o.Reservations || o.Namespace == "" {
 		return false, nil
 	}
+	// Reservations are on the admission path: the apiserver's priority and
+	// fairness paces them, not client-go's default 5 requests per second.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = reservationQPS, 2*reservationQPS
 	client, err := coordinationv1client.NewForConfig(cfg)
 	if err != nil {
 		return false, err

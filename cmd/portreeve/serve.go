@@ -325,6 +325,9 @@ func serve(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := registerInventoryMetrics(ctrlmetrics.Registry, inv, reviewer); err != nil {
+		return err
+	}
 	if on, err := setupReservations(mgr, o, restCfg, inv, reviewer); err != nil {
 		return err
 	} else if on {

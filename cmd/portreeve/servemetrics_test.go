@@ -19,6 +19,8 @@ import (
 	"github.com/portreeve/portreeve/certs"
 	"github.com/portreeve/portreeve/policies"
 	portreevewebhook "github.com/portreeve/portreeve/webhook"
+	"github.com/portreeve/portreeve/webhook/inventory"
+	"github.com/portreeve/portreeve/webhook/reservations"
 	"github.com/portreeve/portreeve/webhook/review"
 )
 
@@ -66,6 +68,10 @@ func serveRegistrations(t *testing.T) map[string]func(prometheus.Registerer) err
 			return err
 		},
 		"registerBuildInfo": registerBuildInfo,
+		"reservations.NewMetrics": func(reg prometheus.Registerer) error {
+			_, err := reservations.NewMetrics(reg)
+			return err
+		},
 		"newConfigWatcher": func(reg prometheus.Registerer) error {
 			o := newServeOptions()
 			set, err := loadPolicySet("", "")
@@ -92,6 +98,15 @@ func serveRegistrations(t *testing.T) map[string]func(prometheus.Registerer) err
 			return err
 		},
 		"certs.RegisterMetrics": certs.RegisterMetrics,
+		"registerInventoryMetrics": func(reg prometheus.Registerer) error {
+			engine, err := policies.New(t.Context(), policies.Options{})
+			if err != nil {
+				return err
+			}
+			inv := inventory.New(inventory.Options{})
+			inv.MarkSynced()
+			return registerInventoryMetrics(reg, inv, review.NewReviewer(engine))
+		},
 	}
 }
 

@@ -65,7 +65,9 @@ const notFloor = "bench.portreeve.io/not-floor"
 //	PORTREEVE_BINARY=$PWD/bin/portreeve PORTREEVE_BIN_DIR=$(hack/tools.sh bindir) \
 //	  go test ./test/e2e -run XXX -bench PodCreates -benchtime 2000x -count 3
 //
-// PORTREEVE_LOAD_CPU_PROFILE=FILE profiles Portreeve for the whole run.
+// PORTREEVE_LOAD_CPU_PROFILE=FILE profiles Portreeve for the whole run;
+// PORTREEVE_LOAD_SERVE_ARGS adds flags to its serve (such as
+// --reservations=false, to see what reserving each pod's hostPort costs).
 func BenchmarkPodCreates(b *testing.B) {
 	cp := controlplane.StartForTest(b, controlplane.Options{})
 	ctx := b.Context()
@@ -76,6 +78,7 @@ func BenchmarkPodCreates(b *testing.B) {
 	if f := os.Getenv("PORTREEVE_LOAD_CPU_PROFILE"); f != "" {
 		opts.ExtraArgs = []string{"--cpu-profile", f} // written when serve stops
 	}
+	opts.ExtraArgs = append(opts.ExtraArgs, strings.Fields(os.Getenv("PORTREEVE_LOAD_SERVE_ARGS"))...)
 	p := harness.StartForTest(b, cp, opts, "--set", "webhook.mutating.scope=auto")
 	floorPID := startFloor(b, cp)
 	// 20 clients, never throttled on the client side: the apiserver and the webhooks set the pace.

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,7 +71,8 @@ func testMissingPermissions(t *testing.T, r *release, kubeconfig string) {
 // mustHave reports whether Portreeve cannot work without rule: the Secret
 // it keeps its certificates in, the webhook configurations it injects the
 // CA into, the namespaces and pods its inventory and handlers read, and the
-// Lease that elects the replica that audits (created, read and renewed).
+// Leases that elect the replica that audits (created, read and renewed) and
+// hold reservations (created, read, updated).
 func mustHave(rule rbacv1.PolicyRule) bool {
 	for _, res := range rule.Resources {
 		switch res {
@@ -211,7 +214,38 @@ func (r *release) verifyServe(ctx context.Context, kubeconfig string) error {
 		}
 		return err
 	}
+	if err := r.claimTwice(ctx); err != nil {
+		if f := s.forbidden(); f != nil {
+			return errors.Join(err, f)
+		}
+		return err
+	}
 	return r.waitAuditor(ctx, s, 30*time.Second)
+}
+
+// claimRuns numbers claimTwice's runs, for node names of their own.
+var claimRuns atomic.Int64
+
+// claimTwice creates (for real: dry runs reserve nothing) two pods in team-a
+// that hold hostPort 8080 on two nodes, and deletes them: the first
+// reservation creates the port's Lease, the second reads and updates it, so
+// both need the Role's Lease rules.
+func (r *release) claimTwice(ctx context.Context) error {
+	run := claimRuns.Add(1)
+	pods := r.cs.CoreV1().Pods("team-a")
+	for i := range 2 {
+		name := fmt.Sprintf("rbac-claim-%d-%d", run, i)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
+			NodeName: name,
+			Containers: []corev1.Container{{Name: "c", Image: "registry.example/app:1",
+				Ports: []corev1.ContainerPort{{ContainerPort: 8080, HostPort: 8080}}}},
+		}}
+		if _, err := pods.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create %s (hostPort 8080, reserved): %w", name, err)
+		}
+		defer func() { _ = pods.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}) }()
+	}
+	return nil
 }
 
 // chartAuditLease is the Lease serve elects its auditor with, under the

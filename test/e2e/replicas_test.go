@@ -56,8 +56,8 @@ type replicaProxy struct {
 	url      string
 	backends [2]string
 	client   *http.Client
-	// failovers counts requests sent to the other replica.
-	failovers atomic.Int64
+	// served counts reviews, failovers those sent to the other replica.
+	served, failovers atomic.Int64
 }
 
 func startReplicaProxy(t *testing.T, a, b *harness.Portreeve) *replicaProxy {
@@ -86,6 +86,7 @@ func startReplicaProxy(t *testing.T, a, b *harness.Portreeve) *replicaProxy {
 }
 
 func (px *replicaProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	px.served.Add(1)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -141,16 +142,22 @@ func TestReplicasAgree(t *testing.T) {
 		}
 	}
 	args := []string{"--reservation-ttl", replicaTTL.String(), "--reservation-settle", "1s"}
-	a := harness.StartForTest(t, cp, harness.Options{Config: replicasConfig, ExtraArgs: args})
+	a, err := harness.Start(ctx, harness.Options{Kubeconfig: cp.KubeconfigPath, Config: replicasConfig, ExtraArgs: args})
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := harness.Start(ctx, harness.Options{Kubeconfig: cp.KubeconfigPath, Config: replicasConfig, ExtraArgs: args, CertificateOf: a})
 	if err != nil {
+		_ = a.Stop()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Log(b.LogTail())
+			t.Log("first replica:\n" + a.LogTail())
+			t.Log("second replica:\n" + b.LogTail())
 		}
 		_ = b.Kill()
+		_ = a.Stop()
 	})
 	px := startReplicaProxy(t, a, b)
 	front := &harness.Portreeve{URL: px.url, CAPEM: a.CAPEM}
@@ -159,6 +166,9 @@ func TestReplicasAgree(t *testing.T) {
 	}
 	if err := harness.WaitForWebhook(ctx, cp, "default"); err != nil {
 		t.Fatal(err)
+	}
+	if px.served.Load() == 0 {
+		t.Fatal("the webhook answered, but not through the proxy")
 	}
 	cs, err := cp.Clientset()
 	if err != nil {

@@ -1,0 +1,186 @@
+package inventory
+
+import (
+	"slices"
+	"time"
+)
+
+// Learn adds what other replicas reserved to the inventory as pending claims,
+// until they expire or the informers show the objects. It reports whether one
+// of them was news that may conflict with one of own (the request's own
+// reservations): the request must then be judged again.
+func (inv *Inventory) Learn(rs []Reservation, own []Reservation) bool {
+	now := inv.opts.Now()
+	judge := false
+	for i := range rs {
+		r := &rs[i]
+		if r.Until.After(now) && inv.index.learn(r, now) && !judge {
+			judge = slices.ContainsFunc(own, func(o Reservation) bool { return mayConflict(r, &o) })
+		}
+	}
+	return judge
+}
+
+// mayConflict reports whether the reservations a and b may claim one thing:
+// it errs on the side of yes (the request is then judged again, where the
+// inventory decides).
+func mayConflict(a, b *Reservation) bool {
+	if a.SameObject(b) || (a.OwnerKind != "" && a.OwnerKind == b.OwnerKind && a.OwnerName == b.OwnerName && a.Namespace == b.Namespace) {
+		return false
+	}
+	x, y := reservedClaims(a), reservedClaims(b)
+	for _, p := range x.hostPorts {
+		for _, q := range y.hostPorts {
+			if p.port == q.port && p.protocol == q.protocol && hostIPsOverlap(p.hostIP, q.hostIP) && x.scope.overlaps(y.scope) {
+				return true
+			}
+		}
+	}
+	for _, p := range x.nodePorts {
+		if slices.ContainsFunc(y.nodePorts, func(q nodePort) bool { return q.port == p.port }) {
+			return true
+		}
+	}
+	if a.Namespace == b.Namespace {
+		return false
+	}
+	for _, p := range x.hosts {
+		for _, q := range y.hosts {
+			if hostsMeet(p.host, q.host) && pathsOverlap(p, q) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hostsMeet reports whether two Ingress hosts can name one host: equal, or
+// one a wildcard over the other's parent domain.
+func hostsMeet(a, b string) bool {
+	switch {
+	case a == b:
+		return true
+	case isWildcard(a) && !isWildcard(b):
+		return parentDomain(a) == parentDomain(b)
+	case isWildcard(b) && !isWildcard(a):
+		return parentDomain(b) == parentDomain(a)
+	}
+	return false
+}
+
+// learn records r as a pending claim of its object, merged with what earlier
+// reservations of the same object and version said; false when the inventory
+// knew it already (the informers show the object, a claim this replica
+// admitted, or the same reservation learnt before).
+func (x *Index) learn(r *Reservation, now time.Time) bool {
+	key := objectKey{kind: r.Kind, namespace: r.Namespace, name: r.Name}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.outdates(r) {
+		return false
+	}
+	merged := reservedClaims(r)
+	if p, ok := x.pending[key]; ok && p.live(now) {
+		if !p.reserved || p.resourceVersion != r.Version {
+			// This replica admitted the object itself, or learnt another
+			// version of it: the claim it holds is as recent.
+			return false
+		}
+		if merged.within(p) {
+			return false
+		}
+		merged.union(p)
+	}
+	x.expireLocked(now)
+	if old, ok := x.pending[key]; ok {
+		x.remove(old)
+		delete(x.pending, key)
+	}
+	merged.pending = true
+	x.pending[key] = merged
+	i := len(x.queue)
+	for i > 0 && merged.expires.Before(x.queue[i-1].expires) {
+		i--
+	}
+	x.queue = slices.Insert(x.queue, i, merged)
+	x.add(merged)
+	return true
+}
+
+// reservedClaims reads a reservation back into claims.
+func reservedClaims(r *Reservation) *claims {
+	c := &claims{
+		key:             objectKey{kind: r.Kind, namespace: r.Namespace, name: r.Name},
+		owner:           ownerRef(r.OwnerKind, r.OwnerName),
+		resourceVersion: r.Version,
+		reserved:        true,
+		expires:         r.Until,
+	}
+	for _, hp := range r.HostPorts {
+		if hp.Port > 0 && hp.Port <= 65535 {
+			c.hostPorts = append(c.hostPorts, hostPort{port: hp.Port, protocol: intern(hp.Protocol), hostIP: hp.HostIP})
+		}
+	}
+	if len(c.hostPorts) > 0 {
+		c.scope = nodeScope{nodeName: r.NodeName, selector: r.NodeSelector}
+	}
+	for _, np := range r.NodePorts {
+		if np.Port > 0 && np.Port <= 65535 {
+			c.nodePorts = append(c.nodePorts, nodePort{port: np.Port, protocol: intern(np.Protocol)})
+		}
+	}
+	for _, h := range r.Hosts {
+		c.hosts = append(c.hosts, hostPath{host: h.Host, path: h.Path, prefix: h.Prefix})
+	}
+	return c
+}
+
+// within reports whether every claim of c is one of o's.
+func (c *claims) within(o *claims) bool {
+	for _, hp := range c.hostPorts {
+		if !slices.ContainsFunc(o.hostPorts, hp.same) {
+			return false
+		}
+	}
+	for _, np := range c.nodePorts {
+		if !slices.Contains(o.nodePorts, np) {
+			return false
+		}
+	}
+	for _, h := range c.hosts {
+		if !slices.Contains(o.hosts, h) {
+			return false
+		}
+	}
+	return true
+}
+
+// union adds o's claims to c (c then expires when the later of the two does).
+func (c *claims) union(o *claims) {
+	for _, hp := range o.hostPorts {
+		if !slices.ContainsFunc(c.hostPorts, hp.same) {
+			c.hostPorts = append(c.hostPorts, hp)
+		}
+	}
+	if len(c.hostPorts) > 0 && c.scope.nodeName == "" && c.scope.selector == nil {
+		c.scope = o.scope
+	}
+	for _, np := range o.nodePorts {
+		if !slices.Contains(c.nodePorts, np) {
+			c.nodePorts = append(c.nodePorts, np)
+		}
+	}
+	for _, h := range o.hosts {
+		if !slices.Contains(c.hosts, h) {
+			c.hosts = append(c.hosts, h)
+		}
+	}
+	if o.expires.After(c.expires) {
+		c.expires = o.expires
+	}
+}
+
+// same reports whether two host ports bind the same (protocol, port, hostIP).
+func (hp hostPort) same(o hostPort) bool {
+	return hp.port == o.port && hp.protocol == o.protocol && hp.hostIP == o.hostIP
+}
