@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -52,7 +51,7 @@ func newAuditCommand() *cobra.Command {
 				return &exitError{code: 2, err: fmt.Errorf("kubeconfig: %w", err)}
 			}
 			restCfg.UserAgent = "portreeve-audit/" + version
-			client, err := dynamic.NewForConfig(restCfg)
+			client, err := audit.NewClient(restCfg)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -99,14 +98,16 @@ func newAuditCommand() *cobra.Command {
 }
 
 // setupAudit adds the periodic audit to serve (unless --audit-interval is 0).
-// It lists objects page by page through the API (the manager's informer
-// caches keep only what the inventory needs, so they cannot show rules the
-// whole object), and reuses the caches for namespace labels and facts.
+// It lists objects page by page through the API, reading each page one
+// object at a time (the manager's informer caches keep only what the
+// inventory needs, so they cannot show rules the whole object, and the audit
+// keeps no copy of its own), and reuses the caches for namespace labels and
+// facts.
 func setupAudit(mgr manager.Manager, o *serveOptions, reviewer *review.Reviewer, facts review.FactsSource, namespaces portreevewebhook.NamespaceLabeler) error {
 	if o.AuditInterval == 0 {
 		return nil
 	}
-	client, err := dynamic.NewForConfig(mgr.GetConfig())
+	client, err := audit.NewClient(mgr.GetConfig())
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,8 @@ import (
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"github.com/portreeve/portreeve/policies"
 	"github.com/portreeve/portreeve/policies/exposure"
@@ -60,10 +59,11 @@ type Finding struct {
 }
 
 // Auditor lists the reviewed kinds page by page and reviews each object as
-// a CREATE through the offline review. It keeps no object beyond the page it
-// reviews.
+// a CREATE through the offline review. It holds one object at a time: the
+// one it reviews (see listPages).
 type Auditor struct {
-	Client   dynamic.Interface
+	// Client lists objects as JSON (NewClient).
+	Client   rest.Interface
 	PageSize int64
 	Reviewer *review.Reviewer
 	// User makes the requests (zero: User).
@@ -94,8 +94,9 @@ func (a *Auditor) Run(ctx context.Context, found func(Finding)) (*Summary, error
 		reviewed[k.GVK.Kind] = true
 	}
 	for _, k := range Kinds {
-		err := a.list(ctx, k, func(obj map[string]any) error {
-			return a.one(ctx, k, obj, reviewed, sum, found)
+		typeFields := k.typeFields()
+		err := listPages(ctx, a.Client, k.GVR(), a.PageSize, func(item []byte) error {
+			return a.one(ctx, k, typeFields, item, reviewed, sum, found)
 		})
 		switch {
 		case err == nil:
@@ -110,37 +111,16 @@ func (a *Auditor) Run(ctx context.Context, found func(Finding)) (*Summary, error
 	return sum, nil
 }
 
-// list calls fn for every object of kind k, one page (limit/continue) at a time.
-func (a *Auditor) list(ctx context.Context, k Kind, fn func(map[string]any) error) error {
-	opts := metav1.ListOptions{Limit: a.PageSize}
-	for {
-		page, err := a.Client.Resource(k.GVR()).List(ctx, opts)
-		if err != nil {
-			return err
-		}
-		for i := range page.Items {
-			obj := page.Items[i].Object
-			obj["apiVersion"], obj["kind"] = page.Items[i].GetAPIVersion(), k.GVK.Kind
-			if err := fn(obj); err != nil {
-				return err
-			}
-		}
-		next := page.GetContinue()
-		if next == "" {
-			return nil
-		}
-		if next == opts.Continue {
-			return fmt.Errorf("list %s: the server repeated the continue token", k.Resource)
-		}
-		opts.Continue = next
+// one reviews item, the JSON of one listed object of kind k (typeFields:
+// its apiVersion and kind, which list items lack). It reads only the head of
+// the object itself; the review decodes the rest.
+func (a *Auditor) one(ctx context.Context, k Kind, typeFields, item []byte, reviewed map[string]bool, sum *Summary, found func(Finding)) error {
+	var h head
+	if err := json.Unmarshal(item, &h); err != nil {
+		return err
 	}
-}
-
-func (a *Auditor) one(ctx context.Context, k Kind, obj map[string]any, reviewed map[string]bool, sum *Summary, found func(Finding)) error {
-	md, _ := obj["metadata"].(map[string]any)
-	ns, _ := md["namespace"].(string)
-	name, _ := md["name"].(string)
-	if !a.IncludeOwned && ownedByReviewedKind(md, reviewed) || terminalPod(k, obj) {
+	ns, name := h.Metadata.Namespace, h.Metadata.Name
+	if !a.IncludeOwned && h.ownedByReviewedKind(reviewed) || k.GVK.Kind == "Pod" && h.terminal() {
 		return nil
 	}
 	labels, err := a.Labels(ctx, ns)
@@ -151,7 +131,7 @@ func (a *Auditor) one(ctx context.Context, k Kind, obj map[string]any, reviewed 
 	if a.SkipNamespace(ns, labels) {
 		return nil
 	}
-	raw, err := json.Marshal(obj)
+	raw, err := withTypeFields(item, typeFields)
 	if err != nil {
 		return err
 	}
@@ -221,28 +201,35 @@ func Findings(o *offline.Outcome) []Finding {
 	return out
 }
 
+// head is what the audit reads of a listed object before reviewing it.
+type head struct {
+	Metadata struct {
+		Namespace       string `json:"namespace"`
+		Name            string `json:"name"`
+		OwnerReferences []struct {
+			Kind       string `json:"kind"`
+			Controller bool   `json:"controller"`
+		} `json:"ownerReferences"`
+	} `json:"metadata"`
+	Status struct {
+		Phase string `json:"phase"`
+	} `json:"status"`
+}
+
 // ownedByReviewedKind reports whether the object's controller is of a kind
 // the audit reviews itself (a Deployment's ReplicaSets, their Pods).
-func ownedByReviewedKind(md map[string]any, reviewed map[string]bool) bool {
-	refs, _ := md["ownerReferences"].([]any)
-	for _, r := range refs {
-		ref, _ := r.(map[string]any)
-		if c, _ := ref["controller"].(bool); c {
-			kind, _ := ref["kind"].(string)
-			return reviewed[kind]
+func (h *head) ownedByReviewedKind(reviewed map[string]bool) bool {
+	for _, ref := range h.Metadata.OwnerReferences {
+		if ref.Controller {
+			return reviewed[ref.Kind]
 		}
 	}
 	return false
 }
 
-// terminalPod reports a Pod that has finished: it holds no port any more.
-func terminalPod(k Kind, obj map[string]any) bool {
-	if k.GVK.Kind != "Pod" {
-		return false
-	}
-	status, _ := obj["status"].(map[string]any)
-	phase, _ := status["phase"].(string)
-	return phase == "Succeeded" || phase == "Failed"
+// terminal reports, for a Pod, that it has finished: it holds no port any more.
+func (h *head) terminal() bool {
+	return h.Status.Phase == "Succeeded" || h.Status.Phase == "Failed"
 }
 
 // SkipNamespaces returns the namespace filter: exempt names, and namespaces
@@ -258,21 +245,26 @@ func SkipNamespaces(exempt []string, ignoreLabel string) func(string, map[string
 }
 
 // NamespaceLabels reads every namespace's labels, page by page.
-func NamespaceLabels(ctx context.Context, client dynamic.Interface, pageSize int64) (map[string]map[string]string, error) {
+func NamespaceLabels(ctx context.Context, client rest.Interface, pageSize int64) (map[string]map[string]string, error) {
 	out := map[string]map[string]string{}
-	opts := metav1.ListOptions{Limit: pageSize}
-	for {
-		page, err := client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).List(ctx, opts)
-		if err != nil {
-			return nil, err
+	gvr := schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+	err := listPages(ctx, client, gvr, pageSize, func(item []byte) error {
+		var ns struct {
+			Metadata struct {
+				Name   string            `json:"name"`
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
 		}
-		for _, ns := range page.Items {
-			out[ns.GetName()] = ns.GetLabels()
+		if err := json.Unmarshal(item, &ns); err != nil {
+			return err
 		}
-		if opts.Continue = page.GetContinue(); opts.Continue == "" {
-			return out, nil
-		}
+		out[ns.Metadata.Name] = ns.Metadata.Labels
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // ReadOnlyFacts asks Source for facts but records no claims: an audit judges

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,12 +19,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	dynamicfake "k8s.io/client-go/dynamic/fake"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 
 	"github.com/portreeve/portreeve/policies"
 	"github.com/portreeve/portreeve/webhook/review"
@@ -39,63 +38,80 @@ func pod(ns, name string, hostNetwork bool, mutate ...func(*corev1.Pod)) *corev1
 	return p
 }
 
-// pagingPods answers pod lists from pods, limit at a time, and records the
-// calls (the fake dynamic client drops limit and continue).
+// fakeCluster serves lists as the apiserver does (JSON, items without
+// apiVersion and kind): pods page by page (limit and continue), recording
+// the calls, and objects of the other reviewed kinds in one page.
+func fakeCluster(t *testing.T, pods []*corev1.Pod, objects ...runtime.Object) (rest.Interface, *pagingPods) {
+	t.Helper()
+	byPath := map[string][]any{}
+	for _, o := range objects {
+		gvk := o.GetObjectKind().GroupVersionKind()
+		for _, k := range Kinds {
+			if k.GVK.Group == gvk.Group && k.GVK.Version == gvk.Version && k.GVK.Kind == gvk.Kind {
+				byPath[listPath(k.GVR())] = append(byPath[listPath(k.GVR())], listItem(t, o))
+			}
+		}
+	}
+	pp := &pagingPods{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		items, cont := byPath[r.URL.Path], ""
+		if r.URL.Path == "/api/v1/pods" {
+			items, cont = pp.page(t, pods, r.URL.Query())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if err := json.NewEncoder(w).Encode(map[string]any{
+			"apiVersion": "v1", "kind": "List", "metadata": map[string]any{"continue": cont}, "items": items,
+		}); err != nil {
+			t.Error(err)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	client, err := NewClient(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, pp
+}
+
+// listItem is o as a list item: no apiVersion, no kind.
+func listItem(t *testing.T, o runtime.Object) map[string]any {
+	t.Helper()
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "apiVersion")
+	delete(m, "kind")
+	return m
+}
+
+// pagingPods serves pods limit at a time and records the calls.
 type pagingPods struct {
-	dynamic.NamespaceableResourceInterface
-	pods  []*corev1.Pod
+	mu    sync.Mutex
 	calls []metav1.ListOptions
 }
 
-func (pp *pagingPods) List(_ context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error) {
-	pp.calls = append(pp.calls, opts)
+func (pp *pagingPods) page(t *testing.T, pods []*corev1.Pod, q url.Values) (items []any, cont string) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	limit, _ := strconv.ParseInt(q.Get("limit"), 10, 64)
+	pp.calls = append(pp.calls, metav1.ListOptions{Limit: limit, Continue: q.Get("continue")})
 	if len(pp.calls) > 100 {
-		return nil, errors.New("too many pages")
+		t.Error("too many pages")
+		return nil, ""
 	}
-	from := 0
-	if opts.Continue != "" {
-		from, _ = strconv.Atoi(opts.Continue)
+	from, _ := strconv.Atoi(q.Get("continue"))
+	to := len(pods)
+	if limit > 0 {
+		to = min(to, from+int(limit))
 	}
-	to := min(len(pp.pods), from+int(opts.Limit))
-	list := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "v1", "kind": "PodList"}}
-	for _, p := range pp.pods[from:to] {
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
-		if err != nil {
-			return nil, err
-		}
-		list.Items = append(list.Items, unstructured.Unstructured{Object: m})
+	for _, p := range pods[from:to] {
+		items = append(items, listItem(t, p))
 	}
-	if to < len(pp.pods) {
-		list.SetContinue(strconv.Itoa(to))
+	if to < len(pods) {
+		cont = strconv.Itoa(to)
 	}
-	return list, nil
-}
-
-// pagingClient is the fake dynamic client with pods served by pagingPods.
-type pagingClient struct {
-	dynamic.Interface
-	pods *pagingPods
-}
-
-func (c pagingClient) Resource(gvr schema.GroupVersionResource) dynamic.NamespaceableResourceInterface {
-	if gvr.Resource == "pods" {
-		return c.pods
-	}
-	return c.Interface.Resource(gvr)
-}
-
-func fakeCluster(t *testing.T, pods []*corev1.Pod, objects ...runtime.Object) (dynamic.Interface, *pagingPods) {
-	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	listKinds := map[schema.GroupVersionResource]string{}
-	for _, k := range Kinds {
-		listKinds[k.GVR()] = k.GVK.Kind + "List"
-	}
-	pp := &pagingPods{pods: pods}
-	return pagingClient{Interface: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, listKinds, objects...), pods: pp}, pp
+	return items, cont
 }
 
 func TestAuditFindsViolationsPageByPage(t *testing.T) {

@@ -66,7 +66,8 @@ func (l *Loop) once(ctx context.Context) {
 		return
 	}
 	l.Metrics.Record(sum, err, l.Engine().Rules(), time.Since(start))
-	// A run lists whole pages of full objects; hand that memory back so the
+	// A run holds one object at a time, but its reviews leave garbage that
+	// grows the heap up to the GC's goal; hand that memory back so the
 	// process between runs holds no more than the inventory.
 	debug.FreeOSMemory()
 }
