@@ -19,6 +19,9 @@ type Facts struct {
 	// are complete. When false the lists are empty: a rule cannot tell "no
 	// conflict" from "not known yet", and should look at NotReady.
 	Ready bool `json:"ready"`
+	// Seen is the inventory's generation the facts were computed at (not
+	// for rules): what the inventory learnt later was not seen by them.
+	Seen uint64 `json:"-"`
 	// NotReady says what rules do with a request that needs the inventory
 	// while Ready is false: "deny" (the default of `serve
 	// --inventory-not-ready`) or "allow". Empty when there is no inventory at

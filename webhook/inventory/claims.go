@@ -134,6 +134,8 @@ type claims struct {
 	// (Inventory.Learn), pending too.
 	reserved bool
 	expires  time.Time
+	// gen is the index's generation when the claims were added.
+	gen uint64
 }
 
 // empty reports whether the object holds nothing.

@@ -52,6 +52,8 @@ type Index struct {
 	gone      map[objectKey]time.Time
 	goneQueue []objectKey
 	remember  time.Duration
+	// gen counts the claims added, each stamped with it (claims.gen).
+	gen uint64
 }
 
 // NewIndex returns an empty index.
@@ -96,6 +98,8 @@ func (x *Index) Upsert(c *claims) {
 	if c.empty() {
 		return
 	}
+	x.gen++
+	c.gen = x.gen
 	x.objects[c.key] = c
 	x.add(c)
 }
@@ -136,6 +140,8 @@ func (x *Index) AddPending(c *claims, now time.Time) {
 		return
 	}
 	c.pending = true
+	x.gen++
+	c.gen = x.gen
 	x.pending[c.key] = c
 	// In the order they expire, which is the order they came in unless two
 	// requests took their time and the lock in different orders.

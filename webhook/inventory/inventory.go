@@ -121,6 +121,7 @@ func (inv *Inventory) Facts(in *policies.Input, cfg *policies.Config) *policies.
 		return f
 	}
 	f.Ready = true
+	f.Seen = inv.index.generation()
 	inv.index.computeFacts(readRequest(in), inv.grantsOf(cfg), inv.opts.NodePortRange, inv.opts.Now(), f)
 	return f
 }

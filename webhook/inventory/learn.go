@@ -7,18 +7,45 @@ import (
 
 // Learn adds what other replicas reserved to the inventory as pending claims,
 // until they expire or the informers show the objects. It reports whether one
-// of them was news that may conflict with one of own (the request's own
-// reservations): the request must then be judged again.
-func (inv *Inventory) Learn(rs []Reservation, own []Reservation) bool {
+// of them may conflict with one of own (the request's own reservations) and
+// is known to the inventory only since seen (the generation of the facts the
+// request was judged with, policies.Facts.Seen): the request must then be
+// judged again. A holder learnt by another request in between counts as
+// news too, as does an object the informers showed in between.
+func (inv *Inventory) Learn(rs []Reservation, own []Reservation, seen uint64) bool {
 	now := inv.opts.Now()
 	judge := false
 	for i := range rs {
 		r := &rs[i]
-		if r.Until.After(now) && inv.index.learn(r, now) && !judge {
-			judge = slices.ContainsFunc(own, func(o Reservation) bool { return mayConflict(r, &o) })
+		if !r.Until.After(now) {
+			continue
+		}
+		inv.index.learn(r, now)
+		if !judge && slices.ContainsFunc(own, func(o Reservation) bool { return mayConflict(r, &o) }) {
+			judge = inv.index.knownSince(r, seen)
 		}
 	}
 	return judge
+}
+
+// generation is the index's generation now.
+func (x *Index) generation() uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.gen
+}
+
+// knownSince reports whether what the index holds of r's object (shown by
+// the informers, or pending) was added after generation seen.
+func (x *Index) knownSince(r *Reservation, seen uint64) bool {
+	key := objectKey{kind: r.Kind, namespace: r.Namespace, name: r.Name}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if c, ok := x.objects[key]; ok && c.gen > seen {
+		return true
+	}
+	c, ok := x.pending[key]
+	return ok && c.gen > seen
 }
 
 // mayConflict reports whether the reservations a and b may claim one thing:
@@ -97,6 +124,8 @@ func (x *Index) learn(r *Reservation, now time.Time) bool {
 		delete(x.pending, key)
 	}
 	merged.pending = true
+	x.gen++
+	merged.gen = x.gen
 	x.pending[key] = merged
 	i := len(x.queue)
 	for i > 0 && merged.expires.Before(x.queue[i-1].expires) {

@@ -92,33 +92,46 @@ func TestLearn(t *testing.T) {
 	}
 	ownR := []Reservation{own[0].Reservation}
 
+	gen := inv.index.generation
 	elsewhere := reservation("team-b", "far", "n2", now)
-	if inv.Learn([]Reservation{elsewhere}, ownR) {
+	if inv.Learn([]Reservation{elsewhere}, ownR, gen()) {
 		t.Error("a pod on another node was news that may conflict")
 	}
+	judged := gen() // the request's facts are computed here
 	same := reservation("team-b", "near", "n1", now)
-	if !inv.Learn([]Reservation{same}, ownR) {
+	if !inv.Learn([]Reservation{same}, ownR, judged) {
 		t.Fatal("a pod on the same node was not news")
 	}
-	if inv.Learn([]Reservation{same}, ownR) {
-		t.Error("the same reservation was news twice")
+	if inv.Learn([]Reservation{same}, ownR, gen()) {
+		t.Error("news again after the request was judged with it")
+	}
+	// Learnt by another request after this one was judged: still news to it.
+	if !inv.Learn([]Reservation{same}, ownR, judged) {
+		t.Error("a holder learnt after the request was judged was not news to it")
 	}
 	f := inv.Facts(input(t, podKind, "team-a", hostPortPod("nodeName: n1")), cfg)
 	if got := summary(f); !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "team-b/Pod/near") }) {
 		t.Errorf("facts after learning do not name the reserved pod: %q", got)
 	}
+	if f.Seen != gen() {
+		t.Errorf("facts seen at generation %d, index at %d", f.Seen, gen())
+	}
 
 	expired := reservation("team-b", "old", "n1", now.Add(-time.Minute))
-	if inv.Learn([]Reservation{expired}, ownR) {
+	if inv.Learn([]Reservation{expired}, ownR, 0) {
 		t.Error("an expired reservation was news")
 	}
 
-	// The informers show the object: its reservation is no news, and once
-	// settled it can be dropped.
+	// The informers show the object: its reservation is news only to a
+	// request judged before they did, and once settled it can be dropped.
+	judged = gen()
 	feed(t, inv.index, pod(meta("team-b", "shown"), podSpec("n1", nil, hp(9100))))
 	shown := reservation("team-b", "shown", "n1", now)
-	if inv.Learn([]Reservation{shown}, ownR) {
-		t.Error("a reservation of an object the informers show was news")
+	if inv.Learn([]Reservation{shown}, ownR, gen()) {
+		t.Error("a reservation of an object the informers showed before the request was judged was news")
+	}
+	if !inv.Learn([]Reservation{shown}, ownR, judged) {
+		t.Error("a reservation of an object the informers showed after the request was judged was not news")
 	}
 	if inv.Settled(&shown, 5*time.Second) {
 		t.Error("settled before the settle time")
@@ -131,11 +144,11 @@ func TestLearn(t *testing.T) {
 	// A deleted object's reservation made before the deletion no longer counts.
 	gone := reservation("team-b", "gone", "n1", now.Add(-time.Second))
 	inv.index.DeleteAt(objectKey{kind: "Pod", namespace: "team-b", name: "gone"}, now)
-	if inv.Learn([]Reservation{gone}, ownR) {
+	if inv.Learn([]Reservation{gone}, ownR, 0) {
 		t.Error("a reservation of a deleted object was news")
 	}
 	recreated := reservation("team-b", "gone", "n1", now.Add(time.Second))
-	if !inv.Learn([]Reservation{recreated}, ownR) {
+	if !inv.Learn([]Reservation{recreated}, ownR, gen()) {
 		t.Error("a reservation made after the deletion (the object made again) was not news")
 	}
 }

@@ -51,9 +51,9 @@ const (
 type Local interface {
 	// Reservations plans what the request in reserves.
 	Reservations(in *policies.Input, cfg *policies.Config) inventory.Plan
-	// Learn records other replicas' reservations; true when one was news
-	// that may conflict with one of own.
-	Learn(rs, own []inventory.Reservation) bool
+	// Learn records other replicas' reservations; true when one may
+	// conflict with one of own and was not known at generation seen.
+	Learn(rs, own []inventory.Reservation, seen uint64) bool
 	// Settled reports whether the informers have shown the reserved object
 	// for longer than settle.
 	Settled(r *inventory.Reservation, settle time.Duration) bool
@@ -117,7 +117,11 @@ func (s *Store) Reserve(ctx context.Context, in *policies.Input, cfg *policies.C
 		return false, nil
 	}
 	start := time.Now()
-	learned, err := s.ReserveKeys(ctx, plan)
+	var seen uint64
+	if in.Facts != nil {
+		seen = in.Facts.Seen
+	}
+	learned, err := s.ReserveKeys(ctx, plan, seen)
 	s.opts.Metrics.observe(learned, err, time.Since(start))
 	return learned, err
 }
@@ -132,12 +136,12 @@ func (s *Store) Unreserve(ctx context.Context, in *policies.Input, cfg *policies
 // other objects that the replica did not know, it records them
 // (Local.Learn), writes nothing more and returns true: the request must be
 // judged again with them, and reserved again if still admitted.
-func (s *Store) ReserveKeys(ctx context.Context, plan inventory.Plan) (learned bool, err error) {
+func (s *Store) ReserveKeys(ctx context.Context, plan inventory.Plan, seen uint64) (learned bool, err error) {
 	now := s.opts.Now()
 	for _, r := range plan.Writes {
 		e := r.Reservation
 		e.Replica, e.At, e.Until = s.opts.Replica, now, now.Add(s.opts.TTL)
-		learned, err := s.reserve(ctx, r, e)
+		learned, err := s.reserve(ctx, r, e, seen)
 		if err != nil {
 			return false, &Error{Key: describe(r), Err: err}
 		}
@@ -153,7 +157,7 @@ func (s *Store) ReserveKeys(ctx context.Context, plan inventory.Plan) (learned b
 	for i, w := range plan.Writes {
 		own[i] = w.Reservation
 	}
-	var seen []inventory.Reservation
+	var found []inventory.Reservation
 	for _, key := range plan.Reads {
 		lease, err := s.leases.Get(ctx, s.leaseName(key), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -162,7 +166,7 @@ func (s *Store) ReserveKeys(ctx context.Context, plan inventory.Plan) (learned b
 		if err != nil {
 			return false, &Error{Key: "the wildcard host of " + describe(plan.Writes[0]), Err: err}
 		}
-		seen = append(seen, s.prune(entries(lease), self)...)
+		found = append(found, s.prune(entries(lease), self)...)
 	}
 	for _, d := range plan.Domains {
 		list, err := s.leases.List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{Label: s.opts.Prefix, DomainLabel: d}).String()})
@@ -170,13 +174,13 @@ func (s *Store) ReserveKeys(ctx context.Context, plan inventory.Plan) (learned b
 			return false, &Error{Key: "the hosts under " + describe(plan.Writes[0]), Err: err}
 		}
 		for i := range list.Items {
-			seen = append(seen, s.prune(entries(&list.Items[i]), self)...)
+			found = append(found, s.prune(entries(&list.Items[i]), self)...)
 		}
 	}
-	return s.opts.Local.Learn(seen, own), nil
+	return s.opts.Local.Learn(found, own, seen), nil
 }
 
-func (s *Store) reserve(ctx context.Context, r inventory.Reserve, e inventory.Reservation) (bool, error) {
+func (s *Store) reserve(ctx context.Context, r inventory.Reserve, e inventory.Reservation, seen uint64) (bool, error) {
 	name := s.leaseName(r.Key)
 	lease, err := s.create(ctx, name, r.Domain, []inventory.Reservation{e})
 	if err == nil || !apierrors.IsAlreadyExists(err) {
@@ -195,7 +199,7 @@ func (s *Store) reserve(ctx context.Context, r inventory.Reserve, e inventory.Re
 			return false, err
 		}
 		others := s.prune(entries(lease), &e)
-		if s.opts.Local.Learn(others, []inventory.Reservation{e}) {
+		if s.opts.Local.Learn(others, []inventory.Reservation{e}, seen) {
 			return true, nil
 		}
 		err = s.update(ctx, lease, append(others, e))
