@@ -243,7 +243,9 @@ func (r *release) claimTwice(ctx context.Context) error {
 		if _, err := pods.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create %s (hostPort 8080, reserved): %w", name, err)
 		}
-		defer func() { _ = pods.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}) }()
+		defer func() {
+			_ = pods.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+		}()
 	}
 	return nil
 }

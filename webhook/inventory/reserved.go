@@ -222,4 +222,3 @@ func (x *Index) outdates(r *Reservation) bool {
 	at, ok := x.gone[key]
 	return ok && at.After(r.At)
 }
-
