@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os"
 	"time"
 
 	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/validation"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -75,8 +80,16 @@ func (o *serveOptions) reservationPrefix() string {
 
 // setupReservations makes the reviewer reserve what it admits, and cleans
 // the Leases on every replica.
-func setupReservations(mgr manager.Manager, o *serveOptions, cfg *rest.Config, inv *inventory.Inventory, reviewer *review.Reviewer) (bool, error) {
+func setupReservations(ctx context.Context, mgr manager.Manager, o *serveOptions, cfg *rest.Config, inv *inventory.Inventory, reviewer *review.Reviewer) (bool, error) {
 	if !o.Reservations || o.Namespace == "" {
+		return false, nil
+	}
+	if missing, err := namespaceMissing(ctx, cfg, o.Namespace); err != nil {
+		return false, err
+	} else if missing {
+		// Not running in the cluster as installed (a workstation, a
+		// benchmark): there is no namespace to reserve in, nor replicas.
+		ctrl.Log.WithName("serve").Info("WARNING: reservations are off: --namespace does not exist in the cluster, so this process cannot agree with other replicas", "namespace", o.Namespace)
 		return false, nil
 	}
 	// Reservations are on the admission path: the apiserver's priority and
@@ -97,6 +110,20 @@ func setupReservations(mgr manager.Manager, o *serveOptions, cfg *rest.Config, i
 	})
 	reviewer.UseReservations(store)
 	return true, mgr.Add(store)
+}
+
+// namespaceMissing reports whether the apiserver says the namespace does
+// not exist (any other answer counts as existing: the reservations' own
+// errors then say what is wrong).
+func namespaceMissing(ctx context.Context, cfg *rest.Config, name string) (bool, error) {
+	cs, err := corev1client.NewForConfig(cfg)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = cs.Namespaces().Get(ctx, name, metav1.GetOptions{})
+	return apierrors.IsNotFound(err), nil
 }
 
 // replicaName names this process in the reservations it writes: the pod's

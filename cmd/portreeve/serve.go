@@ -328,7 +328,7 @@ func serve(ctx context.Context, o *serveOptions) error {
 	if err := registerInventoryMetrics(ctrlmetrics.Registry, inv, reviewer); err != nil {
 		return err
 	}
-	if on, err := setupReservations(mgr, o, restCfg, inv, reviewer); err != nil {
+	if on, err := setupReservations(ctx, mgr, o, restCfg, inv, reviewer); err != nil {
 		return err
 	} else if on {
 		log.Info("contested keys are reserved in Leases", "namespace", o.Namespace, "prefix", o.reservationPrefix())
