@@ -110,6 +110,8 @@ func (r *release) startServe(ctx context.Context, dir, kubeconfig string, extra 
 			env[e.Name] = e.Value
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			env[e.Name] = chartNamespace
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+			env[e.Name] = chartRelease + "-host"
 		case e.ValueFrom.ResourceFieldRef != nil:
 			// A container's resources (GOMEMLIMIT from its memory limit): none on the host.
 		default:
