@@ -13,6 +13,9 @@ set -euo pipefail
 K8S_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
 HELM_VERSION=v3.22.0
+# The Gateway API standard CRDs the e2e tests apply (test/e2e/gateway_test.go),
+# read from this version of the Go module sigs.k8s.io/gateway-api.
+GATEWAY_API_VERSION=v1.6.3
 # cert-manager's controllers and cainjector are programs of this project
 # (hack/tools/certmanager) that import cert-manager's library module; its
 # version is pinned in that module's go.mod.
@@ -84,5 +87,15 @@ if [[ ! -f $crds ]]; then
   log "wrote $(basename "$crds")"
 fi
 echo "$want" >"$stamp"
+
+gateway_crds=$bindir/gateway-api-$GATEWAY_API_VERSION-crds.yaml
+if [[ ! -f $gateway_crds ]]; then
+  # From the module proxy, as the other tools' modules: no main-module requirement.
+  moddir=$(cd / && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  for f in "$moddir"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do printf -- '---\n'; cat "$f"; done >"$gateway_crds.tmp"
+  mv "$gateway_crds.tmp" "$gateway_crds"
+  log "wrote $(basename "$gateway_crds")"
+fi
 
 echo "$bindir"

@@ -331,3 +331,18 @@ func TestNamespaceOptOut(t *testing.T) {
 		t.Errorf("bad namespaceOptOut: %v", err)
 	}
 }
+
+// TestEveryHostDomain: "*" in ingressDomains is the grant of every host (a
+// Gateway listener without a hostname, an Ingress rule without a host);
+// other wildcards stay refused.
+func TestEveryHostDomain(t *testing.T) {
+	head := "apiVersion: portreeve.io/v1alpha1\nkind: PolicyConfig\n"
+	if _, err := ParseConfig([]byte(head+"grants: [{name: a, namespaces: [a], ingressDomains: [\"*\"]}]\n"), nil); err != nil {
+		t.Errorf("ingressDomains [*]: %v", err)
+	}
+	for _, d := range []string{"*.*", "**", "*example.com"} {
+		if _, err := ParseConfig([]byte(head+"grants: [{name: a, namespaces: [a], ingressDomains: [\""+d+"\"]}]\n"), nil); err == nil {
+			t.Errorf("ingressDomains [%s] accepted", d)
+		}
+	}
+}

@@ -33,17 +33,20 @@ type RuleInfo struct {
 	AppliesTo []string `json:"appliesTo,omitempty"`
 }
 
-// Families of objects: what has a pod spec, Services, Ingresses.
+// Families of objects: what has a pod spec, Services, Ingresses, Gateway API
+// Gateways (and ListenerSets), Gateway API routes.
 const (
 	FamilyPods      = exposure.FamilyPods
 	FamilyServices  = exposure.FamilyServices
 	FamilyIngresses = exposure.FamilyIngresses
+	FamilyGateways  = exposure.FamilyGateways
+	FamilyRoutes    = exposure.FamilyRoutes
 )
 
-var families = []string{FamilyPods, FamilyServices, FamilyIngresses}
+var families = []string{FamilyPods, FamilyServices, FamilyIngresses, FamilyGateways, FamilyRoutes}
 
 // Family names the family of the input's object (FamilyPods, FamilyServices,
-// FamilyIngresses; "" for other kinds).
+// FamilyIngresses, FamilyGateways, FamilyRoutes; "" for other kinds).
 func (in *Input) Family() string {
 	if in.Exposure != nil {
 		return in.Exposure.Kind.Family
@@ -55,6 +58,9 @@ func (in *Input) Family() string {
 		return FamilyServices
 	case in.Kind.Group == "networking.k8s.io" && in.Kind.Kind == "Ingress":
 		return FamilyIngresses
+	}
+	if k := exposure.Lookup(in.Kind); k != nil {
+		return k.Family
 	}
 	return ""
 }

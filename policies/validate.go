@@ -137,6 +137,9 @@ func parseExpires(s string) (time.Time, error) {
 }
 
 func validateDomain(d string) error {
+	if d == "*" { // every host
+		return nil
+	}
 	rest := strings.TrimPrefix(d, "*.")
 	if rest == "" || strings.ContainsAny(rest, "*/: ") || strings.HasPrefix(rest, ".") || strings.HasSuffix(rest, ".") {
 		return fmt.Errorf("not a domain such as example.com or *.example.com: %q", d)

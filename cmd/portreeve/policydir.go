@@ -30,6 +30,8 @@ type authoringOptions struct {
 	AuditPageSize int64
 	// AuditIgnoreLabel marks namespaces the audit skips (as the webhooks do).
 	AuditIgnoreLabel string
+	// PolicyReports makes the audit write wgpolicyk8s.io PolicyReports.
+	PolicyReports bool
 }
 
 func defaultAuthoringOptions() authoringOptions {
@@ -47,6 +49,7 @@ func (o *authoringOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.EvalTimeout, "policy-eval-timeout", o.EvalTimeout, "time budget of the whole evaluation of a request by the rules, re-runs that isolate a failing rule included (keep it well below the webhook timeout); a rule still running then fails by its failure policy")
 	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "how often existing objects are audited against the current rules (metrics portreeve_audit_*); 0 disables the audit")
 	fs.Int64Var(&o.AuditPageSize, "audit-page-size", o.AuditPageSize, "objects per list call of the audit")
+	fs.BoolVar(&o.PolicyReports, "policy-reports", o.PolicyReports, "the audit writes its findings as wgpolicyk8s.io/v1alpha2 PolicyReports (one per namespace with findings, named after --webhook-config-name, label app.kubernetes.io/managed-by=portreeve), updated each run and deleted when a namespace has none; needs the PolicyReport CRDs (without them it says so in the log and portreeve_audit_policy_report_crds, and writes nothing)")
 	fs.StringVar(&o.AuditIgnoreLabel, "audit-ignore-label", o.AuditIgnoreLabel, "the namespace opt-out label: namespaces with it are not audited, as the webhook configurations skip them, and only the namespaceOptOut subjects of the configuration may set it (/namespaces) (empty: none)")
 }
 
@@ -57,6 +60,9 @@ func (o *authoringOptions) validate() []error {
 	}
 	if o.AuditInterval != 0 && o.AuditInterval < 10*time.Second {
 		errs = append(errs, errors.New("--audit-interval must be 0 (off) or at least 10s"))
+	}
+	if o.PolicyReports && o.AuditInterval == 0 {
+		errs = append(errs, errors.New("--policy-reports needs the audit (--audit-interval other than 0)"))
 	}
 	if o.AuditPageSize < 1 {
 		errs = append(errs, errors.New("--audit-page-size must be positive"))

@@ -69,6 +69,9 @@ type serveOptions struct {
 	// says what requests that need the inventory get before it synced.
 	NodePortRange     string
 	InventoryNotReady string
+	// CRDPollInterval is how often discovery is asked whether the CRD kinds
+	// (Gateway API) are served yet.
+	CRDPollInterval time.Duration
 	// Enforcement is enforce or observe (review.Enforcement).
 	Enforcement string
 	// Limits bound what one review may hold.
@@ -99,6 +102,7 @@ func newServeOptions() *serveOptions {
 		CertCheckInterval:      time.Minute,
 		NodePortRange:          "30000-32767",
 		InventoryNotReady:      inventory.NotReadyDeny,
+		CRDPollInterval:        inventory.DefaultCRDPollInterval,
 		Enforcement:            string(review.Enforce),
 		Limits:                 review.DefaultLimits,
 		MaxReviewsInFlight:     defaultMaxReviewsInFlight,
@@ -136,11 +140,12 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: HTTP/2 rapid reset)")
 	fs.StringVar(&o.CPUProfile, "cpu-profile", "", "write a CPU profile (go tool pprof) of the whole run to this file when serve stops")
 	fs.StringVar(&o.NodePortRange, "node-port-range", o.NodePortRange, "the cluster's Service NodePort range (kube-apiserver --service-node-port-range): hostPorts inside it collide with NodePorts")
+	fs.DurationVar(&o.CRDPollInterval, "crd-poll-interval", o.CRDPollInterval, "how often to ask discovery whether the Gateway API kinds are served (their CRDs installed): each is reviewed by the rules whenever the apiserver sends it, and joins the inventory once discovery shows it")
 	fs.StringVar(&o.InventoryNotReady, "inventory-not-ready", o.InventoryNotReady, "what requests that need the inventory of ports and hosts get before it has synced: deny (with a message saying so) or allow (judged without conflicts)")
 	fs.IntVar(&o.Limits.Containers, "max-containers", o.Limits.Containers, "most containers (init, regular, ephemeral) one pod spec may have; more are refused before the rules run (0: no limit)")
 	fs.IntVar(&o.Limits.Ports, "max-ports", o.Limits.Ports, "most ports one pod spec (all its containers) or Service may have; more are refused before the rules run (0: no limit)")
-	fs.IntVar(&o.Limits.IngressRules, "max-ingress-rules", o.Limits.IngressRules, "most rules and TLS hosts one Ingress may have (0: no limit)")
-	fs.IntVar(&o.Limits.IngressPaths, "max-ingress-paths", o.Limits.IngressPaths, "most paths one Ingress may have (0: no limit)")
+	fs.IntVar(&o.Limits.IngressRules, "max-ingress-rules", o.Limits.IngressRules, "most rules and TLS hosts one Ingress, or listeners one Gateway, may have (0: no limit)")
+	fs.IntVar(&o.Limits.IngressPaths, "max-ingress-paths", o.Limits.IngressPaths, "most paths one Ingress, or hostnames times paths one Gateway API route, may have (0: no limit)")
 	fs.IntVar(&o.MaxReviewsInFlight, "max-reviews-in-flight", o.MaxReviewsInFlight, "most reviews that run at once, across the webhooks; more wait in line "+
 		"while their deadline leaves the rules' budget (--policy-eval-timeout) to review them, then get a 503 (allowed with a warning when observing)")
 	fs.Int64Var(&o.MaxReviewBytesInFlight, "max-review-bytes-in-flight", o.MaxReviewBytesInFlight, "most bytes of objects (object and old object, "+
@@ -163,6 +168,9 @@ func (o *serveOptions) validate() error {
 	}
 	if o.TLSMinVersion != "1.2" && o.TLSMinVersion != "1.3" {
 		errs = append(errs, fmt.Errorf("--tls-min-version must be 1.2 or 1.3, got %q", o.TLSMinVersion))
+	}
+	if o.CRDPollInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--crd-poll-interval must be at least 100ms"))
 	}
 	if o.ConfigPollInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--config-poll-interval must be at least 100ms"))
@@ -405,6 +413,9 @@ func setupInventory(ctx context.Context, mgr manager.Manager, o *serveOptions, r
 	npr, _ := inventory.ParseNodePortRange(o.NodePortRange) // validated
 	inv := inventory.New(inventory.Options{NodePortRange: npr, NotReady: o.InventoryNotReady, Remember: max(inventory.DefaultPendingTTL, o.ReservationTTL)})
 	if err := inv.Register(ctx, mgr.GetCache()); err != nil {
+		return nil, err
+	}
+	if err := watchCRDKinds(mgr, inv, o.CRDPollInterval); err != nil {
 		return nil, err
 	}
 	reviewer.UseFacts(inv)

@@ -14,10 +14,12 @@ type Exposure struct {
 	Meta
 	// Active is false for objects that hold nothing now (Kind.Active).
 	Active bool
-	// One of Pod, Service and Ingress is set, by the kind's family.
+	// One of Pod, Service, Ingress, Gateway and Route is set, by the kind's family.
 	Pod     *Pod
 	Service *Service
 	Ingress *Ingress
+	Gateway *Gateway
+	Route   *Route
 }
 
 // Meta is what the inventory needs of an object's metadata.
@@ -131,6 +133,10 @@ func Extract(k *Kind, obj map[string]any, lim Limits) (*Exposure, error) {
 		x.Service, err = extractService(obj, lim)
 	case k.Family == FamilyIngresses:
 		x.Ingress, err = extractIngress(obj, md, lim)
+	case k.Family == FamilyGateways:
+		x.Gateway, err = extractGateway(obj, lim)
+	case k.Family == FamilyRoutes:
+		x.Route, err = extractRoute(k, obj, lim)
 	}
 	if err != nil {
 		return nil, err
@@ -156,7 +162,8 @@ func readMeta(md map[string]any) Meta {
 // judge. Of a pod spec that is the host network, the service account, the
 // host ports and where the pod may run (an image change is not exposure); of
 // a Service every spec field but those that expose nothing; of an Ingress its
-// whole spec and class.
+// whole spec and class; of a Gateway its whole spec; of a route its
+// hostnames, parents and (HTTPRoute, TLSRoute) rules.
 func Same(a, b *Exposure) bool {
 	if a == nil || b == nil || a.Kind != b.Kind {
 		return false
@@ -171,6 +178,10 @@ func Same(a, b *Exposure) bool {
 		return reflect.DeepEqual(a.Service.judged, b.Service.judged)
 	case a.Ingress != nil && b.Ingress != nil:
 		return reflect.DeepEqual(a.Ingress.judged, b.Ingress.judged)
+	case a.Gateway != nil && b.Gateway != nil:
+		return reflect.DeepEqual(a.Gateway.judged, b.Gateway.judged)
+	case a.Route != nil && b.Route != nil:
+		return reflect.DeepEqual(a.Route.judged, b.Route.judged)
 	}
 	return false
 }

@@ -26,7 +26,14 @@ const (
 	FamilyPods      = "pods"
 	FamilyServices  = "services"
 	FamilyIngresses = "ingresses"
+	// FamilyGateways: Gateway API Gateways and ListenerSets (listeners, addresses).
+	FamilyGateways = "gateways"
+	// FamilyRoutes: Gateway API routes with hostnames (HTTPRoute, GRPCRoute, TLSRoute).
+	FamilyRoutes = "routes"
 )
+
+// GatewayGroup is the API group of the Gateway API kinds.
+const GatewayGroup = "gateway.networking.k8s.io"
 
 // Kind is one reviewed kind: where it is served, where its pod spec lives,
 // the family the rules see it as, and what makes an object of it an active
@@ -43,6 +50,10 @@ type Kind struct {
 	// pods (replicas above zero, a Job not finished, a CronJob not
 	// suspended, a Pod not terminated), or it is a Service or an Ingress.
 	active func(obj map[string]any) bool
+	// CRD: the kind is served only where its CustomResourceDefinition is
+	// installed (Gateway API): the inventory watches it once discovery
+	// shows it, and never fails without it.
+	CRD bool
 }
 
 // Active reports whether obj, an object of this kind, holds what it exposes
@@ -55,17 +66,22 @@ func (k *Kind) Active(obj map[string]any) bool {
 }
 
 var kinds = []Kind{
-	{GroupVersionKind{"", "v1", "Pod"}, "pods", []string{"spec"}, FamilyPods, podRunning},
-	{GroupVersionKind{"", "v1", "PodTemplate"}, "podtemplates", []string{"template", "spec"}, FamilyPods, never},
-	{GroupVersionKind{"", "v1", "ReplicationController"}, "replicationcontrollers", templateSpec, FamilyPods, hasReplicas},
-	{GroupVersionKind{"apps", "v1", "Deployment"}, "deployments", templateSpec, FamilyPods, hasReplicas},
-	{GroupVersionKind{"apps", "v1", "StatefulSet"}, "statefulsets", templateSpec, FamilyPods, hasReplicas},
-	{GroupVersionKind{"apps", "v1", "DaemonSet"}, "daemonsets", templateSpec, FamilyPods, nil},
-	{GroupVersionKind{"apps", "v1", "ReplicaSet"}, "replicasets", templateSpec, FamilyPods, hasReplicas},
-	{GroupVersionKind{"batch", "v1", "Job"}, "jobs", templateSpec, FamilyPods, jobRunning},
-	{GroupVersionKind{"batch", "v1", "CronJob"}, "cronjobs", []string{"spec", "jobTemplate", "spec", "template", "spec"}, FamilyPods, notSuspended},
-	{GroupVersionKind{"", "v1", "Service"}, "services", nil, FamilyServices, nil},
-	{GroupVersionKind{"networking.k8s.io", "v1", "Ingress"}, "ingresses", nil, FamilyIngresses, nil},
+	{GroupVersionKind{"", "v1", "Pod"}, "pods", []string{"spec"}, FamilyPods, podRunning, false},
+	{GroupVersionKind{"", "v1", "PodTemplate"}, "podtemplates", []string{"template", "spec"}, FamilyPods, never, false},
+	{GroupVersionKind{"", "v1", "ReplicationController"}, "replicationcontrollers", templateSpec, FamilyPods, hasReplicas, false},
+	{GroupVersionKind{"apps", "v1", "Deployment"}, "deployments", templateSpec, FamilyPods, hasReplicas, false},
+	{GroupVersionKind{"apps", "v1", "StatefulSet"}, "statefulsets", templateSpec, FamilyPods, hasReplicas, false},
+	{GroupVersionKind{"apps", "v1", "DaemonSet"}, "daemonsets", templateSpec, FamilyPods, nil, false},
+	{GroupVersionKind{"apps", "v1", "ReplicaSet"}, "replicasets", templateSpec, FamilyPods, hasReplicas, false},
+	{GroupVersionKind{"batch", "v1", "Job"}, "jobs", templateSpec, FamilyPods, jobRunning, false},
+	{GroupVersionKind{"batch", "v1", "CronJob"}, "cronjobs", []string{"spec", "jobTemplate", "spec", "template", "spec"}, FamilyPods, notSuspended, false},
+	{GroupVersionKind{"", "v1", "Service"}, "services", nil, FamilyServices, nil, false},
+	{GroupVersionKind{"networking.k8s.io", "v1", "Ingress"}, "ingresses", nil, FamilyIngresses, nil, false},
+	{GroupVersionKind{GatewayGroup, "v1", "Gateway"}, "gateways", nil, FamilyGateways, nil, true},
+	{GroupVersionKind{GatewayGroup, "v1", "ListenerSet"}, "listenersets", nil, FamilyGateways, nil, true},
+	{GroupVersionKind{GatewayGroup, "v1", "HTTPRoute"}, "httproutes", nil, FamilyRoutes, nil, true},
+	{GroupVersionKind{GatewayGroup, "v1", "GRPCRoute"}, "grpcroutes", nil, FamilyRoutes, nil, true},
+	{GroupVersionKind{GatewayGroup, "v1", "TLSRoute"}, "tlsroutes", nil, FamilyRoutes, nil, true},
 }
 
 var templateSpec = []string{"spec", "template", "spec"}

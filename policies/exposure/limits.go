@@ -9,9 +9,11 @@ type Limits struct {
 	Containers int
 	// Ports bounds the ports of a pod spec (all containers) or of a Service.
 	Ports int
-	// IngressRules bounds an Ingress's rules and TLS hosts together.
+	// IngressRules bounds an Ingress's rules and TLS hosts together, and a
+	// Gateway's (or ListenerSet's) listeners.
 	IngressRules int
-	// IngressPaths bounds an Ingress's paths (all rules).
+	// IngressPaths bounds an Ingress's paths (all rules), and a Gateway API
+	// route's hostnames times the paths its rules match.
 	IngressPaths int
 }
 

@@ -17,6 +17,23 @@ is_ingress if {
 	input.kind.kind == "Ingress"
 }
 
+# is_gateway is true for Gateway API Gateways and ListenerSets (objects with listeners).
+is_gateway if {
+	input.kind.group == "gateway.networking.k8s.io"
+	input.kind.kind in {"Gateway", "ListenerSet"}
+}
+
+# is_route is true for the Gateway API routes with hostnames.
+is_route if {
+	input.kind.group == "gateway.networking.k8s.io"
+	input.kind.kind in {"HTTPRoute", "GRPCRoute", "TLSRoute"}
+}
+
+# claims_hosts is true for the objects whose hosts the inventory holds: Ingresses and routes.
+claims_hosts if is_ingress
+
+claims_hosts if is_route
+
 # spec is the object's spec, or an empty object.
 spec := object.get(input.object, "spec", {})
 

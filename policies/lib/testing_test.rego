@@ -11,8 +11,8 @@ import data.portreeve.lib.k8s
 
 # rule_ids are the built-in rules; config gives each a mode.
 rule_ids := [
-	"external-ips", "host-network", "host-port-conflicts", "host-ports", "ingress-host-conflicts",
-	"ingress-hosts", "load-balancer", "node-port-conflicts", "node-ports",
+	"external-ips", "gateway-addresses", "gateway-hosts", "host-network", "host-port-conflicts", "host-ports",
+	"ingress-host-conflicts", "ingress-hosts", "load-balancer", "node-port-conflicts", "node-ports",
 ]
 
 # The clock tests run at (with time.now_ns as testing.now_ns), and expiries around it.
@@ -107,6 +107,20 @@ deployment_kind := {"group": "apps", "version": "v1", "kind": "Deployment"}
 service_kind := {"group": "", "version": "v1", "kind": "Service"}
 
 ingress_kind := {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"}
+
+# gateway_kind is a Gateway API kind (Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute).
+gateway_kind(kind) := {"group": "gateway.networking.k8s.io", "version": "v1", "kind": kind}
+
+# gateway is the input for a Gateway with this spec.
+gateway(spec) := gateway_api("Gateway", spec)
+
+# route is the input for a route of this kind (HTTPRoute, GRPCRoute, TLSRoute) with this spec.
+route(kind, spec) := gateway_api(kind, spec)
+
+gateway_api(kind, spec) := request(
+	gateway_kind(kind),
+	{"apiVersion": "gateway.networking.k8s.io/v1", "kind": kind, "metadata": metadata, "spec": spec},
+)
 
 # pod is the input for a Pod with this spec.
 pod(spec) := object.union(

@@ -1,12 +1,15 @@
 # METADATA
-# title: Ingress hosts not already claimed by another namespace
+# title: Ingress and route hosts not already claimed by another namespace
 # description: |
-#   A host and path that an Ingress in another namespace already claims (the same host,
+#   A host and path that an Ingress or a Gateway API route (HTTPRoute, GRPCRoute,
+#   TLSRoute) in another namespace already claims (the same host,
 #   or a wildcard covering it either way: *.example.com covers a.example.com; the same
 #   path, or a Prefix path covering the other) is denied, naming that Ingress: two
-#   namespaces sharing a host steal each other's traffic. Needs the inventory (input.facts).
+#   namespaces sharing a host steal each other's traffic. Routes and Ingresses claim
+#   hosts alike (they often share one proxy): a route hostname claims the paths of its
+#   Exact and PathPrefix matches, else "/" as a prefix. Needs the inventory (input.facts).
 # custom:
-#   appliesTo: [ingresses]
+#   appliesTo: [ingresses, routes]
 #   id: ingress-host-conflicts
 package portreeve.rules.ingress_host_conflicts
 
@@ -15,7 +18,7 @@ import data.portreeve.lib.k8s
 
 deny contains v if {
 	input.facts.ingressConflicts # read directly first: this runs on every Ingress
-	k8s.is_ingress
+	k8s.claims_hosts
 	some c in facts.ingress_conflicts
 	v := {
 		"msg": sprintf("host %q path %q is already claimed in another namespace by %s", [
@@ -35,6 +38,18 @@ deny contains v if {
 	v := {
 		"msg": facts.not_ready_msg("Ingress hosts"),
 		"field": sprintf("spec.rules[%d].host", [i]),
+		"fix": facts.not_ready_fix,
+	}
+}
+
+deny contains v if {
+	input.facts.notReady == "deny"
+	k8s.is_route
+	facts.deny_not_ready
+	some i, _ in object.get(k8s.spec, "hostnames", [])
+	v := {
+		"msg": facts.not_ready_msg("route hostnames"),
+		"field": sprintf("spec.hostnames[%d]", [i]),
 		"fix": facts.not_ready_fix,
 	}
 }

@@ -64,3 +64,28 @@ test_many_holders_are_counted if {
 	some v in denials(testing.with_facts(ingress, facts))
 	endswith(v.msg, "team-a/Ingress/app-5 (host x path /) and 2 more")
 }
+
+route := testing.in_namespace(testing.route("HTTPRoute", {"hostnames": ["app.team-a.example.com"]}), "team-b")
+
+route_claimed := {"ingressConflicts": [{
+	"host": "app.team-a.example.com",
+	"path": "/",
+	"field": "spec.hostnames[0]",
+	"holders": [testing.holder("team-a", "HTTPRoute", "app", "host app.team-a.example.com path /")],
+}]}
+
+test_route_claimed_host_denied_naming_the_owner if {
+	d := denials(testing.with_facts(route, route_claimed))
+	count(d) == 1
+	some v in d
+	v.field == "spec.hostnames[0]"
+	startswith(v.msg, `host "app.team-a.example.com" path "/" is already claimed in another namespace by team-a/HTTPRoute/app`)
+	count(denials(testing.with_facts(route, {"ingressConflicts": []}))) == 0
+}
+
+test_route_not_ready if {
+	d := denials(testing.with_facts(route, {"ready": false, "notReady": "deny"}))
+	testing.fields_of(d) == {"spec.hostnames[0]"}
+	no_hosts := testing.route("HTTPRoute", {"parentRefs": [{"name": "gw"}]})
+	count(denials(testing.with_facts(no_hosts, {"ready": false, "notReady": "deny"}))) == 0
+}

@@ -2,7 +2,8 @@
 # title: Ingress hosts only inside the namespace's granted domains
 # description: |
 #   Every host of an Ingress (rules and TLS) must lie in a domain granted to the
-#   namespace; "*.example.com" covers every name below example.com. A grant may also
+#   namespace; "*.example.com" covers every name below example.com, and "*" every host
+#   (a rule or default backend without a host needs it). A grant may also
 #   restrict the ingress classes. With no ingressDomains configured in any grant, hosts
 #   are not restricted, so a fresh install does not break Ingress.
 # custom:
@@ -10,6 +11,7 @@
 #   id: ingress-hosts
 package portreeve.rules.ingress_hosts
 
+import data.portreeve.lib.domains
 import data.portreeve.lib.grants
 import data.portreeve.lib.k8s
 
@@ -36,7 +38,7 @@ deny contains v if {
 	some h in hosts
 	h.host != ""
 	not host_allowed(h.host)
-	expired := [g.name | some g in input.grants.expired; some d in g.ingressDomains; covers(d, h.host)]
+	expired := [g.name | some g in input.grants.expired; some d in g.ingressDomains; domains.covers(d, h.host)]
 	v := {
 		"msg": sprintf("host %q is not inside a domain granted to %s (granted: %s)%s", [
 			h.host, grants.subject, domains_text, grants.expiry_note(expired),
@@ -51,6 +53,7 @@ deny contains v if {
 	k8s.is_ingress
 	some h in hosts
 	h.host == ""
+	not domains.every_host_granted(input.grants)
 	v := {
 		"msg": sprintf("%s without a host claims every host, which is not granted to %s", [
 			claim_what(h.field), grants.subject,
@@ -71,25 +74,13 @@ deny contains v if {
 	}
 }
 
-host_allowed(host) if {
-	some g in input.grants.active
-	some d in g.ingressDomains
-	covers(d, host)
-}
+host_allowed(host) if domains.host_granted(host, input.grants)
 
-# covers is true when domain d (example.com or *.example.com) covers host.
-covers(d, host) if d == host
+granted_domains := [d | some g in input.grants.active; some d in g.ingressDomains]
 
-covers(d, host) if {
-	startswith(d, "*.")
-	endswith(host, substring(d, 1, -1))
-}
+domains_text := "none" if count(granted_domains) == 0
 
-domains := [d | some g in input.grants.active; some d in g.ingressDomains]
-
-domains_text := "none" if count(domains) == 0
-
-domains_text := concat(", ", domains) if count(domains) > 0
+domains_text := concat(", ", granted_domains) if count(granted_domains) > 0
 
 classes := {c | some g in input.grants.active; some c in g.ingressClasses}
 

@@ -225,3 +225,9 @@ test_class_checked_without_metadata if {
 	req := json.remove(testing.ingress({"ingressClassName": "public"}), ["object/metadata"])
 	count(denials(req, [class_grant(["internal"])])) == 1
 }
+
+test_every_host_grant_allows_an_empty_host if {
+	req := testing.ingress({"rules": [rule("")], "defaultBackend": backend})
+	count(denials(req, [domain_grant(["*"], {})])) == 0
+	count(denials(with_hosts(["anything.example.org"]), [domain_grant(["*"], {})])) == 0
+}

@@ -16,7 +16,7 @@ import (
 
 // TestChartCoversReviewedKinds: every kind of the table Portreeve reviews
 // (policies/exposure) is sent to both webhooks (the mutating one, with scope
-// all, but for Ingresses, which nothing rewrites) and
+// all, but for Ingresses and the Gateway API, which nothing rewrites) and
 // may be listed and watched by its ClusterRole (the inventory and the audit
 // read it), and the webhooks are sent nothing Portreeve does not review. A
 // kind added on one side only fails here.
@@ -63,7 +63,7 @@ func TestChartCoversReviewedKinds(t *testing.T) {
 		if !toValidate[gvr] {
 			t.Errorf("%s is reviewed but the validating webhook is not sent %s", k, gvr)
 		}
-		if !toMutate[gvr] && gvk.Kind != "Ingress" {
+		if !toMutate[gvr] && gvk.Kind != "Ingress" && gvk.Group != exposure.GatewayGroup {
 			t.Errorf("%s is reviewed but the mutating webhook is not sent %s", k, gvr)
 		}
 		if !readable[gvr.GroupResource()] {

@@ -556,7 +556,8 @@ func TestOptionsLint(t *testing.T) {
 		"--set", "metrics.serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true",
 		"--set", "networkPolicy.metrics.namespaceSelector.matchLabels.team=observability",
 		"--set", "networkPolicy.webhook.cidrs={10.0.0.0/24}", "--set", "hostNetwork=true", "--set", "ports.metrics=10080",
-		"--set", "dashboard.enabled=true", "--set", "priorityClassName=system-cluster-critical"}
+		"--set", "dashboard.enabled=true", "--set", "priorityClassName=system-cluster-critical",
+		"--set", "audit.policyReports.enabled=true"}
 	out, stderr, err := runHelm(t, args...)
 	if err != nil {
 		t.Fatalf("helm lint --strict: %v\n%s%s", err, out, stderr)

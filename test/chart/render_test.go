@@ -47,6 +47,7 @@ var families = []family{
 	{"podtemplates", []ruleSpec{{"", []string{"podtemplates"}}}, podSpecCEL("object.template.spec"), true},
 	{"services", []ruleSpec{{"", []string{"services"}}}, serviceCEL, true},
 	{"ingresses", []ruleSpec{{"networking.k8s.io", []string{"ingresses"}}}, "", false},
+	{"gateways", []ruleSpec{{"gateway.networking.k8s.io", []string{"gateways", "listenersets", "httproutes", "grpcroutes", "tlsroutes"}}}, "", false},
 }
 
 func expectedRules(f family) []admissionregistrationv1.RuleWithOperations {
@@ -284,10 +285,12 @@ func checkPod(t *testing.T, r *rendered) {
 	if !reflect.DeepEqual(ports, map[string]int32{"webhook": 9443, "metrics": 8080, "health": 8081}) {
 		t.Errorf("container ports %v", ports)
 	}
-	if len(c.Env) != 2 || c.Env[0].Name != "POD_NAMESPACE" || c.Env[0].ValueFrom == nil ||
-		c.Env[0].ValueFrom.FieldRef == nil || c.Env[0].ValueFrom.FieldRef.FieldPath != "metadata.namespace" ||
-		c.Env[1].Name != "GOMEMLIMIT" || c.Env[1].ValueFrom == nil || c.Env[1].ValueFrom.ResourceFieldRef == nil ||
-		*c.Env[1].ValueFrom.ResourceFieldRef != (corev1.ResourceFieldSelector{ContainerName: c.Name, Resource: "limits.memory"}) {
+	field := func(e corev1.EnvVar, name, path string) bool {
+		return e.Name == name && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == path
+	}
+	if len(c.Env) != 3 || !field(c.Env[0], "POD_NAMESPACE", "metadata.namespace") || !field(c.Env[1], "POD_NAME", "metadata.name") ||
+		c.Env[2].Name != "GOMEMLIMIT" || c.Env[2].ValueFrom == nil || c.Env[2].ValueFrom.ResourceFieldRef == nil ||
+		*c.Env[2].ValueFrom.ResourceFieldRef != (corev1.ResourceFieldSelector{ContainerName: c.Name, Resource: "limits.memory"}) {
 		t.Errorf("env %+v", c.Env)
 	}
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
@@ -779,6 +782,7 @@ func checkRBAC(t *testing.T, r *rendered, fullname string) {
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "daemonsets", "statefulsets", "replicasets"}, Verbs: read},
 		{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}, Verbs: read},
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: read},
+		{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"gateways", "listenersets", "httproutes", "grpcroutes", "tlsroutes"}, Verbs: read},
 		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations", "mutatingwebhookconfigurations"},
 			ResourceNames: []string{fullname}, Verbs: []string{"get", "update", "patch"}},
 	}
@@ -787,10 +791,15 @@ func checkRBAC(t *testing.T, r *rendered, fullname string) {
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{fullname + "-cert"},
 			Verbs: []string{"get", "list", "watch", "update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: read},
-		// The audit's leader election: serve's Lease is <--webhook-config-name>-audit.
+		// The audit's leader election (serve's Lease is <--webhook-config-name>-audit) and the reservations.
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{fullname + "-audit"},
-			Verbs: []string{"get", "update"}},
+	}
+	if slices.Contains(one[appsv1.Deployment](t, r, "Deployment").Spec.Template.Spec.Containers[0].Args, "--reservations=false") {
+		wantRole = append(wantRole, rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"},
+			ResourceNames: []string{fullname + "-audit"}, Verbs: []string{"get", "update"}})
+	} else {
+		wantRole = append(wantRole, rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"},
+			Verbs: []string{"get", "list", "update", "delete"}})
 	}
 	cr := one[rbacv1.ClusterRole](t, r, "ClusterRole")
 	if cr.Name != fullname || !reflect.DeepEqual(cr.Rules, wantCluster) {

@@ -112,7 +112,8 @@ spec:
 // render passes the real apiserver's validation, strict (an unknown or
 // misplaced field is an error): the NetworkPolicy, the Deployment on the
 // host network with its topology spread and ports, the helm test Pod, the
-// dashboard ConfigMap, and the ServiceMonitor against its CRD. Server-side
+// dashboard ConfigMap, the ClusterRole with the PolicyReport rule, and the
+// ServiceMonitor against its CRD. Server-side
 // dry runs, so nothing is stored. Broken copies of the ServiceMonitor and the
 // NetworkPolicy are refused, so the validation has teeth. Then the helm test's
 // own command line, pointed at a real portreeve serve behind this apiserver,
@@ -157,7 +158,7 @@ func TestChartOptionsOnTheAPIServer(t *testing.T) {
 			"--set", "networkPolicy.metrics.cidrs={192.0.2.10/32}",
 			"--set", "hostNetwork=true", "--set", "ports.webhook=10443", "--set", "ports.metrics=10080", "--set", "ports.health=10081",
 			"--set", "dashboard.enabled=true", "--set", "dashboard.annotations.grafana_folder=Portreeve",
-			"--set", "configCheck.enabled=false"}, extra...)
+			"--set", "configCheck.enabled=false", "--set", "audit.policyReports.enabled=true"}, extra...)
 		out, stderr, err := cp.Helm(ctx, args...)
 		if err != nil {
 			t.Fatalf("helm template: %v\n%s", err, stderr)
@@ -181,6 +182,7 @@ func TestChartOptionsOnTheAPIServer(t *testing.T) {
 			"deployment.apps/portreeve created (server dry run)",
 			"pod/portreeve-test created (server dry run)",
 			"configmap/portreeve-dashboard created (server dry run)",
+			"clusterrole.rbac.authorization.k8s.io/portreeve created (server dry run)",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("kubectl did not print %q:\n%s", want, out)

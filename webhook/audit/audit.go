@@ -1,6 +1,7 @@
 // Package audit reviews the existing objects of a cluster with the current
 // rules: `portreeve audit` lists what they would deny or rewrite, and serve
-// runs the same audit periodically and exports its counts as metrics.
+// runs the same audit periodically and exports its counts as metrics, and,
+// with --policy-reports, its findings as wgpolicyk8s.io PolicyReports.
 package audit
 
 import (

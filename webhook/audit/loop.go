@@ -27,6 +27,10 @@ type Loop struct {
 	// Synced waits for the caches the audit reads (namespace labels, facts).
 	Synced  func(context.Context) bool
 	Metrics *Metrics
+	// Reports, when set, writes the findings of each complete run as
+	// PolicyReports; the run then keeps its findings (rule, object name and
+	// messages each, never the objects) until it has written them.
+	Reports *ReportWriter
 }
 
 // NeedLeaderElection is true: one replica audits, the holder of the Lease
@@ -61,11 +65,19 @@ func (l *Loop) once(ctx context.Context) {
 		r.UseFacts(ReadOnlyFacts{Source: l.Facts})
 	}
 	l.Auditor.Reviewer = r
-	sum, err := l.Auditor.Run(ctx, func(Finding) {})
+	var findings []Finding
+	collect := func(Finding) {}
+	if l.Reports != nil {
+		collect = func(f Finding) { findings = append(findings, f) }
+	}
+	sum, err := l.Auditor.Run(ctx, collect)
 	if ctx.Err() != nil {
 		return
 	}
 	l.Metrics.Record(sum, err, l.Engine().Rules(), time.Since(start))
+	if l.Reports != nil {
+		l.syncReports(ctx, sum, err, findings)
+	}
 	// A run holds one object at a time, but its reviews leave garbage that
 	// grows the heap up to the GC's goal; hand that memory back so the
 	// process between runs holds no more than the inventory.
@@ -85,6 +97,10 @@ type Metrics struct {
 	duration prometheus.Gauge
 	runs     *prometheus.CounterVec
 	results  *afterFirstRun
+	// The PolicyReports' metrics, exported once a run has tried to write them.
+	reportCRDs  prometheus.Gauge
+	reportSyncs *prometheus.CounterVec
+	reports     *afterFirstRun
 }
 
 // afterFirstRun collects its collectors once open.
@@ -139,7 +155,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"result"}),
 	}
 	m.results = &afterFirstRun{collectors: []prometheus.Collector{m.findings, m.objects, m.lastRun, m.duration, m.runs}}
-	for _, c := range []prometheus.Collector{m.leader, m.results} {
+	m.reportCRDs = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "portreeve_audit_policy_report_crds",
+		Help: "With --policy-reports: 1 when the cluster serves the wgpolicyk8s.io/v1alpha2 PolicyReport and " +
+			"ClusterPolicyReport kinds, 0 when it does not (then no report is written), as of the last audit.",
+	})
+	m.reportSyncs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portreeve_audit_policy_report_syncs_total",
+		Help: "With --policy-reports: writes of the audit's PolicyReports by result: success, failure, no_crds " +
+			"(the kinds are not served), skipped (the audit was incomplete; the reports were left as they were).",
+	}, []string{"result"})
+	m.reports = &afterFirstRun{collectors: []prometheus.Collector{m.reportCRDs, m.reportSyncs}}
+	for _, c := range []prometheus.Collector{m.leader, m.results, m.reports} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -22,14 +22,18 @@ type watch struct {
 	claims bool
 }
 
-// watched lists what the inventory watches: every reviewed kind (the table
-// in policies/exposure) as typed objects, which the transform of its kind
-// turns into a Held as they arrive (typed.go), and namespaces' metadata.
+// watched lists what the inventory watches with the manager's cache: every
+// reviewed kind (the table in policies/exposure) but those a CRD serves
+// (crds.go), as typed objects, which the transform of its kind turns into a
+// Held as they arrive (typed.go), and namespaces' metadata.
 func watched() []watch {
 	kinds := exposure.Kinds()
 	out := make([]watch, 0, len(kinds)+1)
 	for i := range kinds {
 		k := &kinds[i]
+		if k.CRD {
+			continue
+		}
 		obj, err := typedObject(k)
 		if err != nil {
 			panic("inventory: a reviewed kind the client-go scheme does not know: " + err.Error())

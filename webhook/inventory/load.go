@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -14,7 +17,8 @@ import (
 
 // Load fills a new inventory from the cluster once, for a command that
 // looks at it (`portreeve ports`): it starts the informers that serve
-// starts (CacheOptions, Register), waits until each has delivered its
+// starts (CacheOptions, Register, and those of the CRD kinds the cluster
+// serves), waits until each has delivered its
 // initial list, and stops them. The inventory keeps what they delivered.
 func Load(ctx context.Context, cfg *rest.Config, opts Options) (*Inventory, error) {
 	scheme := runtime.NewScheme()
@@ -31,13 +35,24 @@ func Load(ctx context.Context, cfg *rest.Config, opts Options) (*Inventory, erro
 	if err := inv.Register(ctx, c); err != nil {
 		return nil, err
 	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- c.Start(ctx) }()
+	// The kinds a CRD serves (Gateway API), where the cluster serves them.
+	crds := inv.WatchCRDKinds(disc, dyn, 0, logr.Discard())
+	crds.poll(ctx, map[string]bool{})
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for !inv.Synced() {
+	for !inv.Synced() || !crds.Synced() {
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("the informers did not sync (can this user list and watch pods, workloads, services, ingresses and namespaces?): %w", ctx.Err())

@@ -79,6 +79,12 @@ func exposureClaims(x *exposure.Exposure, fields bool) *claims {
 		for _, h := range x.Ingress.Hosts {
 			c.hosts = append(c.hosts, hostPath{host: h.Host, path: h.Path, prefix: h.Prefix, field: field(h.Field)})
 		}
+	case x.Route != nil:
+		// A route's hostnames claim hosts as an Ingress's do: routes and
+		// Ingresses often share one proxy.
+		for _, h := range x.Route.Hosts {
+			c.hosts = append(c.hosts, hostPath{host: h.Host, path: h.Path, prefix: h.Prefix, field: field(h.Field)})
+		}
 	}
 	return c
 }

@@ -361,6 +361,22 @@ grants:
 				{"an annotation", ing("a.team-b.example.com", "1"), ing("a.team-b.example.com", "2"), false},
 				{"a host", ing("a.team-b.example.com", "1"), ing("a.example.org", "1"), true},
 			}
+		case k.Family == exposure.FamilyGateways:
+			gw := func(host, note string) []byte {
+				return object(k, note, nil, `{"metadata":{"name":"x","annotations":{"note":"`+note+`"}},"spec":{"listeners":[{"name":"l","port":80,"protocol":"HTTP","hostname":"`+host+`"}]}}`)
+			}
+			return []update{
+				{"an annotation", gw("a.team-b.example.com", "1"), gw("a.team-b.example.com", "2"), false},
+				{"a listener hostname", gw("a.team-b.example.com", "1"), gw("a.example.org", "1"), true},
+			}
+		case k.Family == exposure.FamilyRoutes:
+			route := func(hosts, note string) []byte {
+				return object(k, note, nil, `{"metadata":{"name":"x","annotations":{"note":"`+note+`"}},"spec":{"parentRefs":[{"name":"gw"}],"hostnames":[`+hosts+`]}}`)
+			}
+			return []update{
+				{"an annotation", route(`"a.team-b.example.com"`, "1"), route(`"a.team-b.example.com"`, "2"), false},
+				{"an added hostname", route(`"a.team-b.example.com"`, "1"), route(`"a.team-b.example.com","a.example.org"`, "1"), true},
+			}
 		}
 		return nil
 	}

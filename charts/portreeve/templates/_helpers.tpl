@@ -228,7 +228,8 @@ clientConfig:
 
 {{/*
 The webhook entries, one per resource family so that each gets its own matchConditions.
-Call with (dict "root" $ "suffix" "portreeve.io" "path" "/validate" "ingresses" true), and "only" (a
+Call with (dict "root" $ "suffix" "portreeve.io" "path" "/validate" "ingresses" true) ("ingresses": the
+families nothing rewrites, Ingresses and the Gateway API, validating only), and "only" (a
 list of "pods", "services") to render only the entries of those families. Returns a YAML list.
 */}}
 {{- define "portreeve.webhookEntries" -}}
@@ -247,6 +248,8 @@ list of "pods", "services") to render only the entries of those families. Return
 -}}
 {{- if .ingresses }}
 {{- $families = append $families (dict "name" "ingresses" "rules" (list (dict "apiGroups" (list "networking.k8s.io") "resources" (list "ingresses"))) "cel" "") }}
+{{- /* Gateway API: the apiserver ignores these rules until the CRDs are installed. */}}
+{{- $families = append $families (dict "name" "gateways" "rules" (list (dict "apiGroups" (list "gateway.networking.k8s.io") "resources" (list "gateways" "listenersets" "httproutes" "grpcroutes" "tlsroutes"))) "cel" "") }}
 {{- end }}
 {{- range $families }}
 {{- if or (not $.only) (has (ternary "services" "pods" (eq .name "services")) $.only) }}
