@@ -346,8 +346,10 @@ func TestDashboardQueriesServeMetrics(t *testing.T) {
 			}
 		}
 	}
-	// What the dashboard is for: decisions, latency, conflicts (at admission and existing).
-	for _, want := range []string{"portreeve_admission_decisions_total", "portreeve_admission_review_duration_seconds_bucket", "portreeve_audit_violations"} {
+	// What the dashboard is for: requests and decisions, latency, conflicts (at admission and existing),
+	// per-grant port usage, and the replicas' reservations.
+	for _, want := range []string{"portreeve_admission_requests_total", "portreeve_admission_decisions_total", "portreeve_admission_review_duration_seconds_bucket",
+		"portreeve_audit_violations", "portreeve_conflicts_total", "portreeve_grant_ports", "portreeve_reservations_total"} {
 		if !referenced[want] {
 			t.Errorf("the dashboard does not query %s", want)
 		}
