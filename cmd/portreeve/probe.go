@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,6 +29,7 @@ import (
 // probeOptions are the flags of `portreeve probe`.
 type probeOptions struct {
 	URL           string
+	Address       string
 	CAFile        string
 	Paths         []string
 	Namespace     string
@@ -57,6 +59,8 @@ func newProbeCommand() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.URL, "url", o.URL, "base URL of the webhook server, e.g. https://portreeve.portreeve-system.svc:443")
+	fs.StringVar(&o.Address, "address", o.Address, "connect to this host or IP instead of --url's host (on --url's port), still sending --url's host and checking the certificate for it: "+
+		"the Service's IP from $(<SERVICE>_SERVICE_HOST) where Pods cannot resolve Service names")
 	fs.StringVar(&o.CAFile, "ca-file", o.CAFile, "PEM CA bundle that signed the serving certificate (the chart's <fullname>-cert Secret, key ca.crt); read again on every attempt")
 	fs.StringArrayVar(&o.Paths, "path", o.Paths, "webhook path to probe (repeatable): /validate, /mutate")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace of the probe Pod: one Portreeve reviews (not its own, not kube-system), which must exist")
@@ -169,10 +173,18 @@ func probeClient(o *probeOptions) (*http.Client, error) {
 		}
 		tc.RootCAs = pool
 	}
-	return &http.Client{
-		Timeout:   o.Timeout,
-		Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true},
-	}, nil
+	tr := &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}
+	if o.Address != "" {
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			return d.DialContext(ctx, network, net.JoinHostPort(o.Address, port))
+		}
+	}
+	return &http.Client{Timeout: o.Timeout, Transport: tr}, nil
 }
 
 // probeOnce sends one review and says what the webhook answered.

@@ -179,6 +179,18 @@ func TestProbe(t *testing.T) {
 			code:   1,
 			stdout: []string{"retry /validate: --ca-file " + emptyCAFile + " holds no PEM certificate (yet)", "FAIL /validate: "},
 		},
+		{
+			name:   "--address is dialled while the certificate is checked for --url's host",
+			args:   []string{"--url", strings.Replace(target.url, "127.0.0.1", "localhost", 1), "--address", "127.0.0.1", "--wait", "0s"},
+			code:   0,
+			stdout: []string{"ok  /validate: denied: host-network: "},
+		},
+		{
+			name:   "--address does not excuse a certificate that does not hold --url's host",
+			args:   []string{"--url", strings.Replace(target.url, "127.0.0.1", "portreeve.elsewhere.svc", 1), "--address", "127.0.0.1", "--wait", "0s"},
+			code:   1,
+			stdout: []string{"FAIL /validate: ", "portreeve.elsewhere.svc"},
+		},
 		{name: "no --url", args: []string{"--url="}, code: 2, stderr: "--url is required"},
 		{name: "plain http", args: []string{"--url", "http://127.0.0.1:1"}, code: 2, stderr: "--url must be https://"},
 		{name: "a relative path", args: []string{"--path", "validate"}, code: 2, stderr: "--path must start with /"},

@@ -443,6 +443,11 @@ func TestHelmTestPod(t *testing.T) {
 		if *ref.Port != 443 || ref.Name != svc.Name || !reflect.DeepEqual(args["url"], []string{wantURL}) {
 			t.Errorf("--url %v, want %s (the webhooks call %+v)", args["url"], wantURL, ref)
 		}
+		// It dials the Service's IP the kubelet injects (no cluster DNS needed), checking the name.
+		wantAddress := "$(" + strings.ToUpper(strings.ReplaceAll(svc.Name, "-", "_")) + "_SERVICE_HOST)"
+		if !reflect.DeepEqual(args["address"], []string{wantAddress}) || ps.EnableServiceLinks == nil || !*ps.EnableServiceLinks {
+			t.Errorf("--address %v, want %s with enableServiceLinks (%v)", args["address"], wantAddress, ps.EnableServiceLinks)
+		}
 		if !reflect.DeepEqual(args["path"], paths) || !reflect.DeepEqual(args["namespace"], []string{"default"}) || len(args["ca-file"]) != 1 {
 			t.Errorf("args %v", args)
 		}

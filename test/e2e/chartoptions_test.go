@@ -233,6 +233,8 @@ func TestChartOptionsOnTheAPIServer(t *testing.T) {
 				a = "--url=" + p.URL
 			case strings.HasPrefix(a, "--ca-file="):
 				a = "--ca-file=" + caFile
+			case strings.HasPrefix(a, "--address="):
+				a = "--address=127.0.0.1"
 			}
 			args = append(args, a)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,23 @@ func TestChartSelfSigned(t *testing.T) {
 	checkReplicas(t)
 	checkWebhookConfigs(t)
 	checkSeedCases(t)
+	checkHelmTest(t)
+}
+
+// checkHelmTest runs `helm test`: the chart's probe Pod, on the node, calls
+// both webhooks through the Service's IP with the CA the webhook
+// configurations trust, and passes only when each answers as a webhook.
+func checkHelmTest(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	r := helm(t, "test", release, "--namespace", namespace, "--timeout", "3m")
+	if r.err != nil {
+		t.Fatalf("helm test: %v\n%s\n%s", r.err, r, diagnose(t))
+	}
+	if !regexp.MustCompile(`Phase:\s+Succeeded`).MatchString(r.stdout) {
+		t.Fatalf("helm test did not report the probe passing:\n%s", r)
+	}
+	t.Logf("timing: helm test took %.1fs\n%s", time.Since(start).Seconds(), r)
 }
 
 // TestChartCertManager installs the chart in cert-manager mode, with
