@@ -129,3 +129,18 @@ func (e *env) exists(t *testing.T, namespace, kind, name string) bool {
 	}
 	return r.err == nil
 }
+
+// applyCRDs applies the CustomResourceDefinitions in file (server-side:
+// some are larger than client-side apply's annotation allows) and waits
+// until the apiserver serves every CRD.
+func applyCRDs(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, file string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, stderr, err := cp.Kubectl(ctx, "apply", "--server-side", "-f", file); err != nil {
+		t.Fatalf("apply the CRDs of %s: %v\n%s", file, err, stderr)
+	}
+	if _, stderr, err := cp.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
+		t.Fatalf("wait for the CRDs of %s: %v\n%s", file, err, stderr)
+	}
+}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -93,14 +92,7 @@ func TestGatewayAPI(t *testing.T) {
 	e := &conflictEnv{cp: cp, p: p}
 	conflictAdmitted(t, e.create(t, "team-a", conflictIngress("before", "before.team-a.example.com")))
 
-	applyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if _, stderr, err := cp.Kubectl(applyCtx, "apply", "--server-side", "-f", crds); err != nil {
-		t.Fatalf("apply the Gateway API CRDs: %v\n%s", err, stderr)
-	}
-	if _, stderr, err := cp.Kubectl(applyCtx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
-		t.Fatalf("CRDs not established: %v\n%s", err, stderr)
-	}
+	applyCRDs(ctx, t, cp, crds)
 
 	// The first create waits for kubectl and the apiserver to know the kind.
 	var r conflictResult

@@ -142,17 +142,7 @@ func TestPolicyReports(t *testing.T) {
 	}
 
 	// 2. With the CRDs, the next audit writes the reports.
-	crds, err := os.ReadFile(filepath.Join("..", "fixtures", "policyreport", "crds.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, stderr, err := cp.KubectlStdin(ctx, bytes.NewReader(crds), "apply", "-f", "-"); err != nil {
-		t.Fatalf("apply the CRDs: %v\n%s%s", err, out, stderr)
-	}
-	if out, stderr, err := cp.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=30s",
-		"crd/policyreports.wgpolicyk8s.io", "crd/clusterpolicyreports.wgpolicyk8s.io"); err != nil {
-		t.Fatalf("wait for the CRDs: %v\n%s%s", err, out, stderr)
-	}
+	applyCRDs(ctx, t, cp, filepath.Join("..", "fixtures", "policyreport", "crds.yaml"))
 	report := func(ns string) (*unstructured.Unstructured, error) {
 		return dyn.Resource(policyReports).Namespace(ns).Get(ctx, "portreeve", metav1.GetOptions{})
 	}

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -36,17 +34,7 @@ func TestPolicyReportRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crds, err := os.ReadFile(filepath.Join(root, "test", "fixtures", "policyreport", "crds.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, stderr, err := cp.KubectlStdin(ctx, bytes.NewReader(crds), "apply", "-f", "-"); err != nil {
-		t.Fatalf("apply the CRDs: %v\n%s%s", err, out, stderr)
-	}
-	if out, stderr, err := cp.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=30s",
-		"crd/policyreports.wgpolicyk8s.io", "crd/clusterpolicyreports.wgpolicyk8s.io"); err != nil {
-		t.Fatalf("wait for the CRDs: %v\n%s%s", err, out, stderr)
-	}
+	applyCRDs(ctx, t, cp, filepath.Join(root, "test", "fixtures", "policyreport", "crds.yaml"))
 	out, stderr, err := cp.Helm(ctx, "template", "portreeve", filepath.Join(root, "charts", "portreeve"), "--namespace", "portreeve",
 		"--kube-version", "1.37.2", "--set", "audit.policyReports.enabled=true", "--show-only", "templates/clusterrole.yaml")
 	if err != nil {

@@ -190,7 +190,7 @@ func TestReplicasAgree(t *testing.T) {
 	}
 	// A metric shows that the reservations, not one replica, did the work.
 	for _, p := range []*harness.Portreeve{a, b} {
-		if learned := metricSum(t, p, `portreeve_reservations_total{result="judged-again"}`); learned == 0 {
+		if learned := metricValue(t, p.MetricsURL, `portreeve_reservations_total{result="judged-again"}`); learned == 0 {
 			t.Errorf("replica %s never judged a request again with what the other reserved", p.URL)
 		}
 	}
@@ -355,23 +355,4 @@ func replicaIngress(name, host string) *networkingv1.Ingress {
 			}}},
 		}}}},
 	}
-}
-
-// metricSum sums the samples of p's metrics that start with prefix.
-func metricSum(t *testing.T, p *harness.Portreeve, prefix string) float64 {
-	t.Helper()
-	page, err := p.Metrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, line := range strings.Split(page, "\n") {
-		if strings.HasPrefix(line, prefix) {
-			var v float64
-			if _, err := fmt.Sscan(strings.TrimSpace(line[len(prefix):]), &v); err == nil {
-				sum += v
-			}
-		}
-	}
-	return sum
 }

@@ -132,6 +132,13 @@ func (x *Index) AddPending(c *claims, now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.expireLocked(now)
+	x.putPendingLocked(c)
+}
+
+// putPendingLocked makes c the pending claim of its object, in place of an
+// earlier one, stamped with the next generation (claims of nothing are
+// dropped).
+func (x *Index) putPendingLocked(c *claims) {
 	if old, ok := x.pending[c.key]; ok {
 		x.remove(old)
 		delete(x.pending, c.key)

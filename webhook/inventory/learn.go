@@ -96,44 +96,30 @@ func hostsMeet(a, b string) bool {
 }
 
 // learn records r as a pending claim of its object, merged with what earlier
-// reservations of the same object and version said; false when the inventory
-// knew it already (the informers show the object, a claim this replica
+// reservations of the same object and version said, unless the inventory
+// knows as much already (the informers show the object, a claim this replica
 // admitted, or the same reservation learnt before).
-func (x *Index) learn(r *Reservation, now time.Time) bool {
+func (x *Index) learn(r *Reservation, now time.Time) {
 	key := objectKey{kind: r.Kind, namespace: r.Namespace, name: r.Name}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.outdates(r) {
-		return false
+		return
 	}
 	merged := reservedClaims(r)
 	if p, ok := x.pending[key]; ok && p.live(now) {
 		if !p.reserved || p.resourceVersion != r.Version {
 			// This replica admitted the object itself, or learnt another
 			// version of it: the claim it holds is as recent.
-			return false
+			return
 		}
 		if merged.within(p) {
-			return false
+			return
 		}
 		merged.union(p)
 	}
 	x.expireLocked(now)
-	if old, ok := x.pending[key]; ok {
-		x.remove(old)
-		delete(x.pending, key)
-	}
-	merged.pending = true
-	x.gen++
-	merged.gen = x.gen
-	x.pending[key] = merged
-	i := len(x.queue)
-	for i > 0 && merged.expires.Before(x.queue[i-1].expires) {
-		i--
-	}
-	x.queue = slices.Insert(x.queue, i, merged)
-	x.add(merged)
-	return true
+	x.putPendingLocked(merged)
 }
 
 // reservedClaims reads a reservation back into claims.
