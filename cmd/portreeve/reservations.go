@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/validation"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
@@ -96,6 +97,9 @@ func setupReservations(ctx context.Context, mgr manager.Manager, o *serveOptions
 	// fairness paces them, not client-go's default 5 requests per second.
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = reservationQPS, 2*reservationQPS
+	// Leases are a built-in kind: protobuf costs both ends less than JSON.
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	client, err := coordinationv1client.NewForConfig(cfg)
 	if err != nil {
 		return false, err
