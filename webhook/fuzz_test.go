@@ -7,8 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	kjson "sigs.k8s.io/json"
 )
 
@@ -18,7 +18,7 @@ import (
 // hostNetwork Pod in a namespace without grants is never allowed silently.
 func FuzzHandler(f *testing.F) {
 	h, _ := newHandler(f, "", false)
-	srv := &webhook.Admission{Handler: h}
+	srv := NewEndpoint(h, logr.Discard())
 	review := func(req string) string {
 		return `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":` + req + `}`
 	}

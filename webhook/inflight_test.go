@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -270,7 +270,7 @@ func TestInFlightThroughTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := newBlocker()
-	srv := WithRequestDeadline(&webhook.Admission{Handler: l.Wrap("validating", b)}, 100*time.Millisecond)
+	srv := WithRequestDeadline(NewEndpoint(l.Wrap("validating", b), logr.Discard()), 100*time.Millisecond)
 	post := func(uid string) (*httptest.ResponseRecorder, time.Duration) {
 		body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"` + uid + `","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE"}}`
 		req := httptest.NewRequest(http.MethodPost, "/validate?timeout=1s", bytes.NewReader([]byte(body)))

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,7 +73,7 @@ func startProbeTarget(t *testing.T) *probeTarget {
 		t.Fatal(err)
 	}
 	register := func(path string, h *portreevewebhook.Handler) {
-		s.Register(path, portreevewebhook.WithRequestDeadline(&webhook.Admission{Handler: h}, reviewDeadlineMargin))
+		s.Register(path, portreevewebhook.WithRequestDeadline(portreevewebhook.NewEndpoint(h, logr.Discard()), reviewDeadlineMargin))
 	}
 	enforcing, observing := review.NewReviewer(engine), review.NewReviewer(engine)
 	enforcing.SetEnforcement(review.Enforce)

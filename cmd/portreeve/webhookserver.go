@@ -220,7 +220,7 @@ type reviewEndpoint struct {
 // always gets an answer, and waits for its turn under limiter.
 func mountReviews(server webhook.Server, limiter *portreevewebhook.InFlight, endpoints ...reviewEndpoint) {
 	for _, e := range endpoints {
-		h := &webhook.Admission{Handler: limiter.Wrap(e.name, e.handler), LogConstructor: portreevewebhook.LogConstructor}
+		h := portreevewebhook.NewEndpoint(limiter.Wrap(e.name, e.handler), ctrl.Log.WithName("admission"))
 		server.Register(e.path, portreevewebhook.WithRequestDeadline(h, reviewDeadlineMargin))
 	}
 }
