@@ -42,6 +42,9 @@ func toMap(obj runtime.Object) (map[string]any, error) {
 	}
 	if spec := podSpecOf(obj); spec != nil {
 		*spec = trimPodSpec(spec)
+		if m, ok := podObjectMap(obj, spec); ok {
+			return m, nil
+		}
 	}
 	return runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 }
