@@ -46,6 +46,11 @@ func newEvalCommand() *cobra.Command {
 			if len(ms) == 0 {
 				return &exitError{code: 2, err: fmt.Errorf("no objects in %s", strings.Join(files, ", "))}
 			}
+			raws := make([][]byte, len(ms))
+			for i, m := range ms {
+				raws[i] = m.JSON
+			}
+			settings.UseNamespaces(raws)
 			reviewer := settings.NewReviewer(engine)
 			reports := make([]*offline.Report, 0, len(ms))
 			for _, m := range ms {

@@ -171,6 +171,21 @@ grants:
 			stdout: []string{"ALLOWED   Service team-a/shop", "  dryrun:  lb-internal: a LoadBalancer in team \"a\"'s namespace must be internal"},
 		},
 		{
+			name:  "a Namespace manifest in the input gives the objects in it its labels (a GitOps render ships its Namespaces)",
+			stdin: "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {team: a}}\n",
+			args:  []string{"-f", "-", "-f", publicService, "--policy-dir", workedExample, "--config", exampleDeny},
+			code:  1,
+			stdout: []string{"SKIPPED   Namespace team-a (<stdin>#1)\n  a Namespace is not reviewed: its labels are those of the objects in it here",
+				"DENIED    Service team-a/shop", "  denied:  lb-internal: a LoadBalancer in team \"a\"'s namespace must be internal"},
+		},
+		{
+			name:  "a Namespace manifest's labels replace --namespace-labels for its namespace only",
+			stdin: "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n",
+			args:  []string{"-f", "-", "-f", publicService, "--policy-dir", workedExample, "--config", exampleDeny, "--namespace-labels", "team=a"},
+			code:  0,
+			stdout: []string{"ALLOWED   Service team-a/shop"},
+		},
+		{
 			name:  "--as names the user a grant is for",
 			stdin: evalHostNetworkPod, args: []string{"-f", "-", "--config", grantBob, "--as", "bob"}, code: 0,
 			stdout: []string{"ALLOWED   Pod default/hn"},

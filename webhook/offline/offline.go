@@ -144,6 +144,9 @@ func NewRequest(raw, old []byte, namespace string, user policies.User) (*review.
 	if ns == "" {
 		ns = "default"
 	}
+	if head.APIVersion == "v1" && head.Kind == "Namespace" {
+		ns = "" // cluster-scoped
+	}
 	group, version, found := strings.Cut(head.APIVersion, "/")
 	if !found {
 		group, version = "", head.APIVersion
@@ -166,6 +169,9 @@ func NewRequest(raw, old []byte, namespace string, user policies.User) (*review.
 // NotReviewed says why a kind is not reviewed: the API that replaces it when
 // Kubernetes removed its API, else that Portreeve does not review it.
 func NotReviewed(gvk policies.GroupVersionKind) string {
+	if gvk == (policies.GroupVersionKind{Version: "v1", Kind: "Namespace"}) {
+		return "a Namespace is not reviewed: its labels are those of the objects in it here"
+	}
 	if replacement, ok := removedAPIs[gvk]; ok {
 		return "the " + gvk.String() + " API was removed from Kubernetes (the apiserver refuses it): " +
 			"use " + replacement.String() + ", which Portreeve reviews"

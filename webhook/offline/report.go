@@ -84,7 +84,11 @@ func WriteReports(w io.Writer, output string, reports []*Report) error {
 	counts := map[string]int{}
 	for _, r := range reports {
 		counts[r.Verdict]++
-		fmt.Fprintf(&b, "%-9s %s %s/%s", r.Verdict, r.Kind, r.Namespace, r.Name)
+		if r.Namespace == "" { // a cluster-scoped object
+			fmt.Fprintf(&b, "%-9s %s %s", r.Verdict, r.Kind, r.Name)
+		} else {
+			fmt.Fprintf(&b, "%-9s %s %s/%s", r.Verdict, r.Kind, r.Namespace, r.Name)
+		}
 		if r.Source != "" {
 			fmt.Fprintf(&b, " (%s)", r.Source)
 		}

@@ -2,6 +2,7 @@ package offline
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/portreeve/portreeve/policies"
 	"github.com/portreeve/portreeve/webhook/review"
@@ -21,8 +22,13 @@ type Settings struct {
 	NodePortRange policies.PortSpan
 	// Namespace is the namespace of objects that name none ("" for "default").
 	Namespace string
-	// NamespaceLabels are the labels of the object's namespace.
+	// NamespaceLabels are the labels of the object's namespace, unless
+	// Namespaces has it.
 	NamespaceLabels map[string]string
+	// Namespaces are the labels of namespaces whose Namespace manifests are
+	// among the input (a GitOps render ships its Namespaces): they are what
+	// the objects in those namespaces are judged with.
+	Namespaces map[string]map[string]string
 	// User makes the requests.
 	User policies.User
 }
@@ -51,7 +57,39 @@ func (s *Settings) Request(raw []byte) (*review.Request, error) {
 		return nil, err
 	}
 	req.NamespaceLabels = s.NamespaceLabels
+	if labels, ok := s.Namespaces[req.Namespace]; ok {
+		req.NamespaceLabels = labels
+	}
 	return req, nil
+}
+
+// UseNamespaces records the labels of the Namespace manifests among raws
+// (JSON objects; others are left alone) for the requests of the objects in
+// those namespaces.
+func (s *Settings) UseNamespaces(raws [][]byte) {
+	for _, raw := range raws {
+		var ns struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Metadata   struct {
+				Name   string            `json:"name"`
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
+		}
+		if json.Unmarshal(raw, &ns) != nil || ns.APIVersion != "v1" || ns.Kind != "Namespace" || ns.Metadata.Name == "" {
+			continue
+		}
+		if s.Namespaces == nil {
+			s.Namespaces = map[string]map[string]string{}
+		}
+		labels := ns.Metadata.Labels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		// The apiserver labels every namespace with its name.
+		labels["kubernetes.io/metadata.name"] = ns.Metadata.Name
+		s.Namespaces[ns.Metadata.Name] = labels
+	}
 }
 
 // RangeFacts hands the rules a NodePort range and nothing else, and records
