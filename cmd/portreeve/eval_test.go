@@ -179,10 +179,10 @@ grants:
 				"DENIED    Service team-a/shop", "  denied:  lb-internal: a LoadBalancer in team \"a\"'s namespace must be internal"},
 		},
 		{
-			name:  "a Namespace manifest's labels replace --namespace-labels for its namespace only",
-			stdin: "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n",
-			args:  []string{"-f", "-", "-f", publicService, "--policy-dir", workedExample, "--config", exampleDeny, "--namespace-labels", "team=a"},
-			code:  0,
+			name:   "a Namespace manifest's labels replace --namespace-labels for its namespace only",
+			stdin:  "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n",
+			args:   []string{"-f", "-", "-f", publicService, "--policy-dir", workedExample, "--config", exampleDeny, "--namespace-labels", "team=a"},
+			code:   0,
 			stdout: []string{"ALLOWED   Service team-a/shop"},
 		},
 		{
