@@ -22,6 +22,16 @@ type Config struct {
 	// NamespaceOptOut names who may switch Portreeve off for a namespace (see
 	// NamespaceOptOut); DefaultNamespaceOptOut when unset.
 	NamespaceOptOut *NamespaceOptOut `json:"namespaceOptOut,omitempty"`
+	// GatewayAPI holds the settings of the Gateway API rules.
+	GatewayAPI *GatewayAPI `json:"gatewayAPI,omitempty"`
+}
+
+// GatewayAPI holds the settings of the Gateway API rules.
+type GatewayAPI struct {
+	// InternalClasses names the GatewayClasses whose Gateways expose nothing
+	// outside the cluster (their implementation provisions no load
+	// balancer): gateway-load-balancer does not judge them.
+	InternalClasses []string `json:"internalClasses,omitempty"`
 }
 
 // NamespaceOptOut names the subjects who may set the opt-out label on a
@@ -205,11 +215,16 @@ func (c *Config) Data(ruleIDs []string) map[string]any {
 		m["rules"] = strSlice(e.Rules)
 		exemptions = append(exemptions, m)
 	}
+	var internal []string
+	if c.GatewayAPI != nil {
+		internal = c.GatewayAPI.InternalClasses
+	}
 	return map[string]any{
 		"rules":                    rules,
 		"grants":                   grants,
 		"exemptions":               exemptions,
 		"ingressDomainsConfigured": domains,
+		"gatewayAPI":               map[string]any{"internalClasses": strSlice(internal)},
 	}
 }
 

@@ -14,7 +14,9 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 	tests := []struct {
 		name, config, want string
 	}{
-		{"unknown top-level key", head + "rule: {}\n", "policy config: rule: unknown field, did you mean rules? (known: apiVersion, kind, rules, grants, exemptions, namespaceOptOut)"},
+		{"unknown top-level key", head + "rule: {}\n", "policy config: rule: unknown field, did you mean rules? (known: apiVersion, kind, rules, grants, exemptions, namespaceOptOut, gatewayAPI)"},
+		{"unknown gatewayAPI key", head + "gatewayAPI: {internalClass: [x]}\n", "gatewayAPI.internalClass: unknown field, did you mean internalClasses?"},
+		{"empty internal class", head + "gatewayAPI: {internalClasses: [\"\"]}\n", "gatewayAPI.internalClasses[0]: must be a GatewayClass name"},
 		{"unknown grant key", head + "grants: [{name: a, namespaces: [a], hostPort: [\"80\"]}]\n", "grants[0].hostPort: unknown field, did you mean hostPorts? (known: name, namespaces, serviceAccounts, users"},
 		{"wrong apiVersion", "apiVersion: v1\nkind: PolicyConfig\n", "apiVersion: must be"},
 		{"unknown rule", head + "rules: {host-netwrok: {mode: deny}}\n", "rules.host-netwrok: unknown rule"},

@@ -65,6 +65,34 @@ type Facts struct {
 	// not a.b.example.com, as in the Ingress API), with overlapping paths (the
 	// same path, or a Prefix path covering the other).
 	IngressConflicts []IngressConflict `json:"ingressConflicts"`
+	// RouteParents lists, for a Gateway API route, each of its
+	// spec.parentRefs that names a Gateway or a ListenerSet, with the
+	// listeners it attaches to as the inventory knows them: a route without
+	// hostnames inherits theirs. Known is false when the inventory holds no
+	// such parent (not created yet, or not shown by the informers yet).
+	RouteParents []RouteParent `json:"routeParents"`
+}
+
+// RouteParent is one parentRef of a route and the listeners it attaches to.
+type RouteParent struct {
+	// Field is spec.parentRefs[i].
+	Field string `json:"field"`
+	// Kind, Namespace and Name name the parent (defaults filled in).
+	Kind        string `json:"kind"`
+	Namespace   string `json:"namespace"`
+	Name        string `json:"name"`
+	SectionName string `json:"sectionName,omitempty"`
+	Known       bool   `json:"known"`
+	// Listeners are the parent's listeners the ref selects: the one its
+	// sectionName names, else those on its port, else all.
+	Listeners []ParentListener `json:"listeners"`
+}
+
+// ParentListener is a listener a route attaches to.
+type ParentListener struct {
+	Name string `json:"name"`
+	// Hostname is empty for a listener that accepts every host.
+	Hostname string `json:"hostname"`
 }
 
 // PortSpan is an inclusive range of ports.
@@ -117,8 +145,12 @@ type NodePortConflict struct {
 type IngressConflict struct {
 	Host string `json:"host"`
 	Path string `json:"path"`
-	// Field is spec.rules[i].host.
+	// Field is spec.rules[i].host (Ingress), spec.hostnames[i] (route), or
+	// spec.parentRefs[i] for a hostname a route without hostnames inherits.
 	Field string `json:"field"`
+	// Via names the listener an inherited hostname comes from, for messages:
+	// "listener web of infra/Gateway/shared"; empty otherwise.
+	Via string `json:"via,omitempty"`
 	// Holders are the first holders (at most ten), sorted by namespace, kind
 	// and name; Claim names the host and path each holds.
 	Holders []Holder `json:"holders"`
@@ -155,6 +187,7 @@ func (f *Facts) value() map[string]any {
 		"freeNodePorts":     freePortsValue(f.FreeNodePorts),
 		"freeHostPorts":     freePortsValue(f.FreeHostPorts),
 		"ingressConflicts":  make([]any, len(f.IngressConflicts)),
+		"routeParents":      routeParentsValue(f.RouteParents),
 	}
 	if f.NotReady != "" {
 		m["notReady"] = f.NotReady
@@ -179,8 +212,26 @@ func (f *Facts) value() map[string]any {
 			"host": c.Host, "path": c.Path, "field": c.Field,
 			"holders": holdersValue(c.Holders), "holderCount": max(c.HolderCount, len(c.Holders)),
 		}
+		if c.Via != "" {
+			ic[i].(map[string]any)["via"] = c.Via
+		}
 	}
 	return m
+}
+
+func routeParentsValue(ps []RouteParent) []any {
+	out := make([]any, len(ps))
+	for i, p := range ps {
+		ls := make([]any, len(p.Listeners))
+		for j, l := range p.Listeners {
+			ls[j] = map[string]any{"name": l.Name, "hostname": l.Hostname}
+		}
+		out[i] = map[string]any{
+			"field": p.Field, "kind": p.Kind, "namespace": p.Namespace, "name": p.Name,
+			"sectionName": p.SectionName, "known": p.Known, "listeners": ls,
+		}
+	}
+	return out
 }
 
 func (h Holder) value() map[string]any {

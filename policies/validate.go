@@ -40,6 +40,13 @@ func (c *Config) validate(knownRules []string) []*ConfigError {
 			bad(keyPath("rules", id)+".mode", "must be one of deny, warn, dryrun, rewrite, off; got %q", c.Rules[id].Mode)
 		}
 	}
+	if c.GatewayAPI != nil {
+		for i, class := range c.GatewayAPI.InternalClasses {
+			if class == "" {
+				bad(fmt.Sprintf("gatewayAPI.internalClasses[%d]", i), "must be a GatewayClass name, got an empty string")
+			}
+		}
+	}
 	names := map[string]bool{}
 	for i, g := range c.Grants {
 		key := fmt.Sprintf("grants[%d]", i)

@@ -80,7 +80,7 @@ func TestConfigValidate(t *testing.T) {
 			bad + `: grants[1].hostPorts: must be a list of strings, got the string "80-70"`,
 			bad + `: grants[1].nodePorts[0]: "80-70": ports must lie in 1-65535 with the lower bound first`,
 			bad + `: rules.host-ports.mode: must be one of deny, warn, dryrun, rewrite, off; got "block"`,
-			bad + ": rules.team-label: unknown rule (known: external-ips, gateway-addresses, gateway-hosts, host-network, host-port-conflicts, host-ports, ingress-host-conflicts, ingress-hosts, load-balancer, node-port-conflicts, node-ports)",
+			bad + ": rules.team-label: unknown rule (known: external-ips, gateway-addresses, gateway-hosts, gateway-load-balancer, host-network, host-port-conflicts, host-ports, ingress-host-conflicts, ingress-hosts, load-balancer, node-port-conflicts, node-ports)",
 			"note: the ids of custom rules are known only with --policy-dir",
 			bad + ": invalid (6 problems)",
 		}, "\n") + "\n"},

@@ -37,15 +37,42 @@ type Route struct {
 	// rule without path matches (or with another match type), for GRPCRoute
 	// and TLSRoute. A route without hostnames inherits its listeners' and
 	// claims nothing here.
-	Hosts   []HostPath
+	Hosts []HostPath
+	// Paths are the paths a route without hostnames claims on each hostname
+	// it inherits (Host empty); nil when it has hostnames.
+	Paths   []HostPath
 	Parents []ParentRef
 	judged  any
 }
 
-// ParentRef is one of a route's spec.parentRefs.
+// ParentRef is one of a route's spec.parentRefs, as written: an empty
+// Group, Kind or Namespace means gateway.networking.k8s.io, Gateway and the
+// route's namespace (Resolved fills them in).
 type ParentRef struct {
-	Kind, Namespace, Name, SectionName string
-	Port                               int
+	Group, Kind, Namespace, Name, SectionName string
+	Port                                      int
+	Field                                     string
+}
+
+// Resolved returns p with the API's defaults filled in for a route in
+// namespace ns.
+func (p ParentRef) Resolved(ns string) ParentRef {
+	if p.Group == "" && (p.Kind == "" || p.Kind == "Gateway" || p.Kind == "ListenerSet") {
+		p.Group = GatewayGroup
+	}
+	if p.Kind == "" {
+		p.Kind = "Gateway"
+	}
+	if p.Namespace == "" {
+		p.Namespace = ns
+	}
+	return p
+}
+
+// Listeners reports whether p names an object with listeners (a Gateway or
+// a ListenerSet), once resolved.
+func (p ParentRef) Listeners() bool {
+	return p.Group == GatewayGroup && (p.Kind == "Gateway" || p.Kind == "ListenerSet")
 }
 
 func extractGateway(obj map[string]any, lim Limits) (*Gateway, error) {
@@ -104,11 +131,12 @@ func extractRoute(k *Kind, obj map[string]any, lim Limits) (*Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range refs {
+	for i, p := range refs {
 		pm, _ := p.(map[string]any)
 		port, _ := Int(pm["port"])
 		r.Parents = append(r.Parents, ParentRef{
-			Kind: str(pm["kind"]), Namespace: str(pm["namespace"]), Name: str(pm["name"]), SectionName: str(pm["sectionName"]), Port: port,
+			Group: str(pm["group"]), Kind: str(pm["kind"]), Namespace: str(pm["namespace"]), Name: str(pm["name"]),
+			SectionName: str(pm["sectionName"]), Port: port, Field: "spec.parentRefs[" + strconv.Itoa(i) + "]",
 		})
 	}
 	paths := []HostPath{{Path: "/", Prefix: true}}
@@ -132,6 +160,9 @@ func extractRoute(k *Kind, obj map[string]any, lim Limits) (*Route, error) {
 		for _, p := range paths {
 			r.Hosts = append(r.Hosts, HostPath{Host: host, Path: p.Path, Prefix: p.Prefix, Field: "spec.hostnames[" + strconv.Itoa(i) + "]"})
 		}
+	}
+	if len(r.Hosts) == 0 {
+		r.Paths = paths
 	}
 	return r, nil
 }

@@ -104,7 +104,7 @@ func TestExtractRouteParentsAndSame(t *testing.T) {
 		return x
 	}
 	a := read(`{"metadata":{"labels":{"v":"1"}},"spec":{"parentRefs":[{"name":"gw","namespace":"infra","sectionName":"web","port":443}],"hostnames":["a.example.com"]}}`)
-	if want := []ParentRef{{Namespace: "infra", Name: "gw", SectionName: "web", Port: 443}}; !reflect.DeepEqual(a.Route.Parents, want) {
+	if want := []ParentRef{{Namespace: "infra", Name: "gw", SectionName: "web", Port: 443, Field: "spec.parentRefs[0]"}}; !reflect.DeepEqual(a.Route.Parents, want) {
 		t.Errorf("parents %+v, want %+v", a.Route.Parents, want)
 	}
 	relabeled := read(`{"metadata":{"labels":{"v":"2"}},"spec":{"parentRefs":[{"name":"gw","namespace":"infra","sectionName":"web","port":443}],"hostnames":["a.example.com"]}}`)
@@ -114,6 +114,55 @@ func TestExtractRouteParentsAndSame(t *testing.T) {
 	}
 	if Same(a, added) {
 		t.Error("an added hostname is not exposure")
+	}
+}
+
+// TestExtractRouteInheritedPaths: a route without hostnames keeps the paths
+// it claims on the hostnames it inherits from its listeners; a route with
+// hostnames keeps none apart.
+func TestExtractRouteInheritedPaths(t *testing.T) {
+	cases := []struct {
+		name, kind, spec string
+		want             []HostPath
+	}{
+		{"HTTPRoute without hostnames", "HTTPRoute", `{"parentRefs":[{"name":"gw"}],"rules":[
+			{"matches":[{"path":{"type":"Exact","value":"/x"}}]}]}`, []HostPath{{Path: "/x"}}},
+		{"GRPCRoute without hostnames", "GRPCRoute", `{"parentRefs":[{"name":"gw"}]}`, []HostPath{{Path: "/", Prefix: true}}},
+		{"HTTPRoute with hostnames", "HTTPRoute", `{"hostnames":["a.example.com"],"rules":[{}]}`, nil},
+		{"empty hostnames only", "TLSRoute", `{"hostnames":[""]}`, []HostPath{{Path: "/", Prefix: true}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x, err := Extract(gatewayKind(tc.kind), decode(t, `{"spec":`+tc.spec+`}`), DefaultLimits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(x.Route.Paths, tc.want) {
+				t.Errorf("paths %+v, want %+v", x.Route.Paths, tc.want)
+			}
+		})
+	}
+}
+
+func TestParentRefResolved(t *testing.T) {
+	cases := []struct {
+		name      string
+		ref       ParentRef
+		want      ParentRef
+		listeners bool
+	}{
+		{"defaults", ParentRef{Name: "gw"}, ParentRef{Group: GatewayGroup, Kind: "Gateway", Namespace: "team-a", Name: "gw"}, true},
+		{"another namespace", ParentRef{Namespace: "infra", Name: "gw"}, ParentRef{Group: GatewayGroup, Kind: "Gateway", Namespace: "infra", Name: "gw"}, true},
+		{"a ListenerSet", ParentRef{Kind: "ListenerSet", Name: "ls"}, ParentRef{Group: GatewayGroup, Kind: "ListenerSet", Namespace: "team-a", Name: "ls"}, true},
+		{"a mesh Service", ParentRef{Kind: "Service", Name: "svc"}, ParentRef{Kind: "Service", Namespace: "team-a", Name: "svc"}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.ref.Resolved("team-a")
+			if got != tc.want || got.Listeners() != tc.listeners {
+				t.Errorf("got %+v (listeners %v), want %+v (%v)", got, got.Listeners(), tc.want, tc.listeners)
+			}
+		})
 	}
 }
 

@@ -11,7 +11,7 @@ import data.portreeve.lib.k8s
 
 # rule_ids are the built-in rules; config gives each a mode.
 rule_ids := [
-	"external-ips", "gateway-addresses", "gateway-hosts", "host-network", "host-port-conflicts", "host-ports",
+	"external-ips", "gateway-addresses", "gateway-hosts", "gateway-load-balancer", "host-network", "host-port-conflicts", "host-ports",
 	"ingress-host-conflicts", "ingress-hosts", "load-balancer", "node-port-conflicts", "node-ports",
 ]
 
@@ -80,7 +80,11 @@ config_with(grants, exemptions, modes) := {
 	"grants": grants,
 	"exemptions": exemptions,
 	"ingressDomainsConfigured": count([d | some g in grants; some d in g.ingressDomains]) > 0,
+	"gatewayAPI": {"internalClasses": []},
 }
+
+# with_internal_classes names GatewayClasses that expose nothing outside the cluster.
+with_internal_classes(cfg, classes) := object.union(cfg, {"gatewayAPI": {"internalClasses": classes}})
 
 namespace := "team-a"
 

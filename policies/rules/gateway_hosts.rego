@@ -5,9 +5,12 @@
 #   every listener hostname of a Gateway or ListenerSet, and every hostname of an
 #   HTTPRoute, GRPCRoute or TLSRoute, must lie in a domain granted to the object's
 #   namespace. A listener without a hostname accepts every host and needs a grant
-#   with "*" in ingressDomains. A route without hostnames takes its listeners'
-#   (already judged on the Gateway) and is not judged here. With no ingressDomains
-#   configured in any grant, hostnames are not restricted.
+#   with "*" in ingressDomains. A route without hostnames attaches with the
+#   hostnames of its parents' listeners (the inventory's input.facts.routeParents;
+#   a listener without a hostname gives "*"): those are judged as its own. Where a
+#   parent is not known to the inventory, its hostnames cannot be judged: the rule
+#   warns, and judges what it knows. With no ingressDomains configured in any grant,
+#   hostnames are not restricted.
 # custom:
 #   appliesTo: [gateways, routes]
 #   id: gateway-hosts
@@ -22,8 +25,8 @@ deny contains v if {
 	some h in hostnames
 	not domains.host_granted(h.host, input.grants)
 	v := {
-		"msg": sprintf("hostname %q is not inside a domain granted to %s (granted: %s)%s", [
-			h.host, grants.subject, domains.granted_text(input.grants),
+		"msg": sprintf("hostname %q%s is not inside a domain granted to %s (granted: %s)%s", [
+			h.host, object.get(h, "via", ""), grants.subject, domains.granted_text(input.grants),
 			grants.expiry_note(domains.expired_for(h.host, input.grants)),
 		]),
 		"field": h.field,
@@ -46,7 +49,32 @@ deny contains v if {
 	}
 }
 
-# hostnames are the object's listener hostnames (Gateway, ListenerSet) or route hostnames.
+# The hostnames a route without hostnames inherits from a parent the inventory
+# does not hold cannot be judged: say so, whatever the rule's mode.
+warn contains v if {
+	data.portreeve.config.ingressDomainsConfigured
+	input.facts.ready == true
+	inherits
+	some p in object.get(input.facts, "routeParents", [])
+	p.known == false
+	v := {
+		"msg": sprintf("the route has no hostnames and its parent %s/%s/%s is not known to Portreeve (not created yet, or not seen yet), so the hostnames it inherits from its listeners are not judged", [
+			p.namespace, p.kind, p.name,
+		]),
+		"field": p.field,
+		"fix": "set spec.hostnames inside the granted domains, or create the parent first",
+	}
+}
+
+# inherits is true for a route without hostnames: it takes its listeners'.
+inherits if {
+	k8s.is_route
+	count([h | some h in object.get(k8s.spec, "hostnames", []); h != ""]) == 0
+}
+
+# hostnames are the object's listener hostnames (Gateway, ListenerSet) or route
+# hostnames, or the hostnames a route without hostnames inherits from its known
+# parents' listeners ("*" for a listener without a hostname).
 hostnames := [h |
 	some i, l in object.get(k8s.spec, "listeners", [])
 	host := object.get(l, "hostname", "")
@@ -57,4 +85,19 @@ hostnames := [h |
 hostnames := [h |
 	some i, host in object.get(k8s.spec, "hostnames", [])
 	h := {"host": host, "field": sprintf("spec.hostnames[%d]", [i])}
-] if k8s.is_route
+] if {
+	k8s.is_route
+	not inherits
+}
+
+hostnames := [h |
+	some p in object.get(input.facts, "routeParents", [])
+	p.known == true
+	some l in p.listeners
+	host := inherited_host(l)
+	h := {"host": host, "field": p.field, "via": sprintf(" (inherited from listener %q of %s/%s/%s)", [l.name, p.namespace, p.kind, p.name])}
+] if inherits
+
+inherited_host(l) := l.hostname if l.hostname != ""
+
+inherited_host(l) := "*" if l.hostname == ""

@@ -93,3 +93,55 @@ test_other_kinds_not_judged if {
 	req := testing.ingress({"rules": [{"host": "x.example.org"}]})
 	count(denials(req, [wildcard_grant])) == 0
 }
+
+warnings(req, grants) := w if {
+	w := gateway_hosts.warn with input as testing.resolve(req, testing.config(grants))
+		with data.portreeve.config as testing.config(grants)
+		with time.now_ns as testing.now_ns
+}
+
+shared_gw := {
+	"field": "spec.parentRefs[0]", "kind": "Gateway", "namespace": "infra", "name": "gw", "sectionName": "", "known": true,
+	"listeners": [{"name": "web", "hostname": "a.team-a.example.com"}, {"name": "bank", "hostname": "bank.example.com"}],
+}
+
+inheriting(parents) := testing.with_facts(
+	testing.route("HTTPRoute", {"parentRefs": [{"name": "gw", "namespace": "infra"}]}),
+	{"routeParents": parents},
+)
+
+test_inherited_hostnames_judged if {
+	d := denials(inheriting([shared_gw]), [wildcard_grant])
+	testing.fields_of(d) == {"spec.parentRefs[0]"}
+	testing.messages_of(d) == {`hostname "bank.example.com" (inherited from listener "bank" of infra/Gateway/gw) is not inside a domain granted to namespace "team-a" (granted: *.team-a.example.com)`}
+	count(warnings(inheriting([shared_gw]), [wildcard_grant])) == 0
+}
+
+test_inherited_every_host_needs_star if {
+	catch_all := object.union(shared_gw, {"listeners": [{"name": "all", "hostname": ""}]})
+	some v in denials(inheriting([catch_all]), [wildcard_grant])
+	startswith(v.msg, `hostname "*" (inherited from listener "all" of infra/Gateway/gw)`)
+	count(denials(inheriting([catch_all]), [domain_grant(["*"])])) == 0
+}
+
+test_route_with_hostnames_does_not_inherit if {
+	req := testing.with_facts(http_route(["a.team-a.example.com"]), {"routeParents": [shared_gw]})
+	count(denials(req, [wildcard_grant])) == 0
+}
+
+test_unknown_parent_warns_and_is_not_judged if {
+	unknown := {
+		"field": "spec.parentRefs[1]", "kind": "Gateway", "namespace": "infra", "name": "later", "sectionName": "",
+		"known": false, "listeners": [],
+	}
+	req := inheriting([shared_gw, unknown])
+	testing.fields_of(denials(req, [wildcard_grant])) == {"spec.parentRefs[0]"}
+	w := warnings(req, [wildcard_grant])
+	testing.fields_of(w) == {"spec.parentRefs[1]"}
+	testing.any_message_contains(w, "its parent infra/Gateway/later is not known to Portreeve")
+
+	# Without an inventory (offline) nothing is known and nothing is said.
+	offline := testing.route("HTTPRoute", {"parentRefs": [{"name": "gw"}]})
+	count(warnings(offline, [wildcard_grant])) == 0
+	count(warnings(req, [])) == 0
+}

@@ -7,7 +7,11 @@
 #   path, or a Prefix path covering the other) is denied, naming that Ingress: two
 #   namespaces sharing a host steal each other's traffic. Routes and Ingresses claim
 #   hosts alike (they often share one proxy): a route hostname claims the paths of its
-#   Exact and PathPrefix matches, else "/" as a prefix. Needs the inventory (input.facts).
+#   Exact and PathPrefix matches, else "/" as a prefix; a route without hostnames claims
+#   the hostnames of its parents' listeners. Two routes meet only where they can attach
+#   to one listener (the same Gateway and sectionName, or none on either side), or where
+#   either's parent is not known (every listener then); a route and an Ingress always
+#   meet. Needs the inventory (input.facts).
 # custom:
 #   appliesTo: [ingresses, routes]
 #   id: ingress-host-conflicts
@@ -21,8 +25,8 @@ deny contains v if {
 	k8s.claims_hosts
 	some c in facts.ingress_conflicts
 	v := {
-		"msg": sprintf("host %q path %q is already claimed in another namespace by %s", [
-			c.host, c.path, facts.conflict_holders_text(c),
+		"msg": sprintf("host %q path %q%s is already claimed in another namespace by %s", [
+			c.host, c.path, via_text(c), facts.conflict_holders_text(c),
 		]),
 		"field": c.field,
 		"fix": "use another host, or ask the owner's namespace to release it (two namespaces sharing a host steal each other's traffic)",
@@ -53,3 +57,8 @@ deny contains v if {
 		"fix": facts.not_ready_fix,
 	}
 }
+
+# via_text names the listener a hostname a route inherits comes from.
+via_text(c) := sprintf(" (inherited from %s)", [c.via]) if c.via
+
+via_text(c) := "" if not c.via

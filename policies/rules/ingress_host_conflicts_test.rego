@@ -89,3 +89,15 @@ test_route_not_ready if {
 	no_hosts := testing.route("HTTPRoute", {"parentRefs": [{"name": "gw"}]})
 	count(denials(testing.with_facts(no_hosts, {"ready": false, "notReady": "deny"}))) == 0
 }
+
+test_inherited_hostname_names_its_listener if {
+	no_hosts := testing.in_namespace(testing.route("HTTPRoute", {"parentRefs": [{"name": "gw", "namespace": "infra"}]}), "team-b")
+	facts := {"ingressConflicts": [object.union(route_claimed.ingressConflicts[0], {
+		"field": "spec.parentRefs[0]",
+		"via": "listener web of infra/Gateway/gw",
+	})]}
+	d := denials(testing.with_facts(no_hosts, facts))
+	testing.fields_of(d) == {"spec.parentRefs[0]"}
+	some v in d
+	startswith(v.msg, `host "app.team-a.example.com" path "/" (inherited from listener web of infra/Gateway/gw) is already claimed in another namespace by team-a/HTTPRoute/app`)
+}

@@ -148,7 +148,7 @@ func TestConfigMap(t *testing.T) {
 
 	// The default grant gives kube-system everything, and every rule defaults to deny.
 	rules := defaults["rules"].(map[string]any)
-	wantIDs := []string{"external-ips", "gateway-addresses", "gateway-hosts", "host-network", "host-port-conflicts", "host-ports",
+	wantIDs := []string{"external-ips", "gateway-addresses", "gateway-hosts", "gateway-load-balancer", "host-network", "host-port-conflicts", "host-ports",
 		"ingress-host-conflicts", "ingress-hosts", "load-balancer", "node-port-conflicts", "node-ports"}
 	if ids := slices.Sorted(maps.Keys(rules)); !reflect.DeepEqual(ids, wantIDs) {
 		t.Errorf("default rules %v, want %v", ids, wantIDs)

@@ -15,20 +15,30 @@ import (
 
 // gatewayConfig grants team-a its own domain and team-b a parent domain
 // covering it (so that the conflict rule, not the grants, stands between
-// them), and team-a one CIDR for Gateway addresses.
+// them), and team-a one CIDR for Gateway addresses. team-a and the
+// platform team's infra namespace may create Gateways (loadBalancer);
+// team-b only of the internal class cluster-local.
 const gatewayConfig = `
 apiVersion: portreeve.io/v1alpha1
 kind: PolicyConfig
 rules: {}
+gatewayAPI:
+  internalClasses: [cluster-local]
 grants:
   - name: team-a
     namespaces: [team-a]
     ingressDomains: ["*.team-a.example.com"]
     externalIPs: [203.0.113.0/24]
+    loadBalancer: true
   - name: team-b
     namespaces: [team-b]
     ingressDomains: ["*.example.com"]
     reason: shares the example.com zone
+  - name: infra
+    namespaces: [infra]
+    ingressDomains: ["*"]
+    loadBalancer: true
+    reason: the platform team's shared Gateways
 `
 
 // gatewayCRDs returns the Gateway API standard CRDs hack/tools.sh wrote
@@ -62,15 +72,37 @@ spec:
 }
 
 func httpRoute(name string, hosts ...string) string {
+	return routeTo(name, "{name: gw, namespace: team-a}", hosts...)
+}
+
+// routeTo is an HTTPRoute with these parentRefs (a YAML flow list's
+// entries) and hostnames (none: it inherits its listeners').
+func routeTo(name, parents string, hosts ...string) string {
+	hostnames := ""
+	if len(hosts) > 0 {
+		hostnames = `  hostnames: ["` + strings.Join(hosts, `", "`) + `"]` + "\n"
+	}
 	return fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: %s}
 spec:
-  parentRefs: [{name: gw, namespace: team-a}]
-  hostnames: [%s]
-  rules: [{backendRefs: [{name: web, port: 80}]}]
-`, name, `"`+strings.Join(hosts, `", "`)+`"`)
+  parentRefs: [%s]
+%s  rules: [{backendRefs: [{name: web, port: 80}]}]
+`, name, parents, hostnames)
 }
+
+// sharedGateway is the platform team's Gateway: a listener per team domain,
+// one outside every team's, and one for every host.
+const sharedGateway = `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: shared}
+spec:
+  gatewayClassName: shared
+  listeners:
+    - {name: team-a, port: 443, protocol: HTTPS, hostname: "*.team-a.example.com"}
+    - {name: org, port: 443, protocol: HTTPS, hostname: shop.example.org}
+    - {name: all, port: 80, protocol: HTTP}
+`
 
 // TestGatewayAPI: serve starts on a cluster without the Gateway API CRDs
 // and serves; once the CRDs are applied, Gateways and routes are reviewed
@@ -82,7 +114,7 @@ func TestGatewayAPI(t *testing.T) {
 	crds := gatewayCRDs(t)
 	cp := controlplane.StartForTest(t, controlplane.Options{})
 	ctx := t.Context()
-	for _, ns := range []string{"default", "kube-system", "team-a", "team-b", harness.Namespace} {
+	for _, ns := range []string{"default", "kube-system", "team-a", "team-b", "infra", harness.Namespace} {
 		if err := cp.EnsureNamespace(ctx, ns, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -149,6 +181,35 @@ func TestGatewayAPI(t *testing.T) {
 		}
 		if !slices.Contains(holders, "team-a/HTTPRoute/web") || !slices.Contains(holders, "team-a/HTTPRoute/more") {
 			t.Errorf("hosts of a.team-a.example.com: %v", holders)
+		}
+	})
+	t.Run("a Gateway needs the loadBalancer grant unless its class is internal", func(t *testing.T) {
+		conflictDenied(t, e.create(t, "team-b", gateway("own", "own.example.com")), "gateway-load-balancer",
+			`a Gateway of class "shared" provisions a load balancer, which is not granted to namespace "team-b"`, "spec.gatewayClassName")
+		internal := strings.Replace(gateway("mesh", "mesh.example.com"), "gatewayClassName: shared", "gatewayClassName: cluster-local", 1)
+		conflictAdmitted(t, e.create(t, "team-b", internal))
+		conflictAdmitted(t, e.create(t, "infra", sharedGateway))
+		conflictAdmitted(t, e.create(t, "infra", strings.Replace(sharedGateway, "name: shared}", "name: other}", 1)))
+	})
+	t.Run("a route without hostnames is judged by the hostnames it inherits", func(t *testing.T) {
+		conflictDenied(t, e.create(t, "team-b", routeTo("org", "{name: shared, namespace: infra, sectionName: org}")), "gateway-hosts",
+			`hostname "shop.example.org" (inherited from listener "org" of infra/Gateway/shared) is not inside a domain granted to namespace "team-b"`,
+			"spec.parentRefs[0]")
+		conflictDenied(t, e.create(t, "team-b", routeTo("all", "{name: shared, namespace: infra, sectionName: all}")), "gateway-hosts",
+			`hostname "*" (inherited from listener "all" of infra/Gateway/shared)`)
+		conflictAdmitted(t, e.create(t, "team-a", routeTo("inherits", "{name: shared, namespace: infra, sectionName: team-a}")))
+		// team-a now holds *.team-a.example.com on the shared Gateway's listener.
+		conflictDenied(t, e.create(t, "team-b", routeTo("z", "{name: shared, namespace: infra}", "z.team-a.example.com")),
+			"ingress-host-conflicts", `host "z.team-a.example.com" path "/" is already claimed in another namespace by team-a/HTTPRoute/inherits`)
+	})
+	t.Run("routes conflict per parent Gateway, and everywhere when the parent is unknown", func(t *testing.T) {
+		conflictAdmitted(t, e.create(t, "team-b", routeTo("elsewhere", "{name: other, namespace: infra}", "z.team-a.example.com", "a.team-a.example.com")))
+		conflictDenied(t, e.create(t, "team-b", routeTo("unknown", "{name: later, namespace: infra}", "a.team-a.example.com")),
+			"ingress-host-conflicts", "team-a/HTTPRoute/web")
+		r := e.create(t, "team-b", routeTo("waits", "{name: later, namespace: infra}"))
+		conflictAdmitted(t, r)
+		if !strings.Contains(r.stderr, "its parent infra/Gateway/later is not known to Portreeve") {
+			t.Errorf("no warning about the unknown parent:\n%s", r)
 		}
 	})
 	if log := p.LogTail(); !strings.Contains(log, "watching a CRD kind") {

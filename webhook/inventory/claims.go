@@ -111,6 +111,23 @@ func parentDomain(host string) string {
 	return parent
 }
 
+// listener is one listener of a Gateway or ListenerSet: routes without
+// hostnames inherit its hostname ("" accepts every host).
+type listener struct {
+	name, hostname string
+	port           int32
+}
+
+// parentRef is one parent with listeners (a Gateway or ListenerSet) that a
+// route attaches to: all its listeners, or the one section names, or those
+// on port.
+type parentRef struct {
+	key     objectKey
+	section string
+	port    int32
+	field   string
+}
+
 // claims is everything one object holds. The index stores one per object
 // seen by an informer, plus one per pending (just admitted) object.
 type claims struct {
@@ -127,6 +144,17 @@ type claims struct {
 	hostPorts       []hostPort
 	nodePorts       []nodePort
 	hosts           []hostPath
+	// listeners are a Gateway's or ListenerSet's.
+	listeners []listener
+	// route is set for Gateway API routes: parents are the Gateways and
+	// ListenerSets they attach to, otherParents is set when a parentRef
+	// names anything else (whose listeners are unknown); inherit are the
+	// paths a route without hostnames claims on each hostname it inherits
+	// from its parents' listeners (the index derives those claims).
+	route        bool
+	parents      []parentRef
+	otherParents bool
+	inherit      []hostPath
 	// pending claims come from admitted requests; they expire.
 	pending   bool
 	tentative bool
@@ -140,7 +168,7 @@ type claims struct {
 
 // empty reports whether the object holds nothing.
 func (c *claims) empty() bool {
-	return len(c.hostPorts) == 0 && len(c.nodePorts) == 0 && len(c.hosts) == 0
+	return len(c.hostPorts) == 0 && len(c.nodePorts) == 0 && len(c.hosts) == 0 && len(c.listeners) == 0 && len(c.inherit) == 0
 }
 
 // group is what claims are grouped by in the index: the owner, or the

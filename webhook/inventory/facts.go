@@ -173,8 +173,12 @@ func (x *Index) computeFacts(req *request, grants []grant, nodePortRange policie
 	if req.key.kind == "Service" && req.opensNodePorts {
 		f.FreeNodePorts = x.freeNodePorts(req, grants, nodePortRange, now)
 	}
+	if req.route {
+		x.routeConflicts(req, now, f)
+		return
+	}
 	for _, h := range req.hosts {
-		if holders, n := x.hostHolders(req, h, now, maxHolders); n > 0 {
+		if holders, n := x.hostHolders(req, h, now, maxHolders, nil); n > 0 {
 			f.IngressConflicts = append(f.IngressConflicts, policies.IngressConflict{
 				Host: h.host, Path: h.path, Field: h.field, Holders: holders, HolderCount: n,
 			})

@@ -38,7 +38,7 @@ func portHoldersOf(inv *Inventory, in *policies.Input) ([]string, int) {
 // the Ingress in, and how many hold it.
 func hostHoldersOf(inv *Inventory, in *policies.Input) ([]string, int) {
 	req := readRequest(in)
-	hs, n := inv.index.hostHolders(req, req.hosts[0], inv.opts.Now(), maxHolders)
+	hs, n := inv.index.hostHolders(req, req.hosts[0], inv.opts.Now(), maxHolders, nil)
 	return names(hs), n
 }
 

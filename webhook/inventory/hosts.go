@@ -233,8 +233,10 @@ func (e *hostClaim) overlaps(c *claims, h hostPath) bool {
 }
 
 // collect offers to first the holders of the claims on hi that overlap h
-// and are not in namespace ns, and returns how many there are.
-func (hi *hostIndex) collect(h hostPath, ns string, now time.Time, first *firstHolders) int {
+// and are not in namespace ns, and returns how many there are. With a
+// filter (a route request), only the claims it accepts count, each judged
+// on its own.
+func (hi *hostIndex) collect(h hostPath, ns string, now time.Time, first *firstHolders, filter func(*claims) bool) int {
 	// Claims of the whole host overlap every path, and a request for the
 	// whole host overlaps every claim; others are checked path by path.
 	exact := [2]*ordered[*hostClaim]{hi.whole}
@@ -246,6 +248,10 @@ func (hi *hostIndex) collect(h hostPath, ns string, now time.Time, first *firstH
 	}
 	total := 0
 	for _, set := range exact {
+		if filter != nil {
+			total += collectEach(set, h, ns, first, filter)
+			continue
+		}
 		total += set.len() - inNamespace(set, ns)
 		for e := range outside(set, ns) {
 			if first.after(e.key) {
@@ -256,23 +262,14 @@ func (hi *hostIndex) collect(h hostPath, ns string, now time.Time, first *firstH
 			}
 		}
 	}
-	for e := range outside(check, ns) {
-		if !e.overlaps(e.claims[0], h) {
-			continue
-		}
-		total++
-		if !first.after(e.key) {
-			hd, _ := e.holder(e.claims[0], h)
-			first.offer(hd)
-		}
-	}
+	total += collectEach(check, h, ns, first, filter)
 	for _, e := range hi.twice {
 		if e.key.namespace == ns {
 			continue
 		}
 		var seen []string // claims of the object and of its update may be the same
 		for _, c := range e.claims {
-			if !c.live(now) {
+			if !c.live(now) || (filter != nil && !filter(c)) {
 				continue
 			}
 			if hd, ok := e.holder(c, h); ok {
@@ -287,11 +284,30 @@ func (hi *hostIndex) collect(h hostPath, ns string, now time.Time, first *firstH
 	return total
 }
 
+// collectEach offers to first the holders of the single claims of set
+// outside namespace ns that overlap h (and that filter accepts, if set),
+// judging each, and returns how many there are.
+func collectEach(set *ordered[*hostClaim], h hostPath, ns string, first *firstHolders, filter func(*claims) bool) int {
+	total := 0
+	for e := range outside(set, ns) {
+		if !e.overlaps(e.claims[0], h) || (filter != nil && !filter(e.claims[0])) {
+			continue
+		}
+		total++
+		if !first.after(e.key) {
+			hd, _ := e.holder(e.claims[0], h)
+			first.offer(hd)
+		}
+	}
+	return total
+}
+
 // hostHolders returns the Ingresses of other namespaces that claim h's host
 // (exactly, or through a wildcard either way) on an overlapping path: the
 // first limit holders in the order of policies.SortHolders (one per Ingress
-// and host), and how many there are in all.
-func (x *Index) hostHolders(req *request, h hostPath, now time.Time, limit int) ([]policies.Holder, int) {
+// and host), and how many there are in all. filter, when set, says which
+// claims a route request meets (routeFilter).
+func (x *Index) hostHolders(req *request, h hostPath, now time.Time, limit int, filter func(*claims) bool) ([]policies.Holder, int) {
 	idx := [2]*hostIndex{x.hosts[h.host]}
 	switch parent := parentDomain(h.host); {
 	case parent == "":
@@ -304,8 +320,55 @@ func (x *Index) hostHolders(req *request, h hostPath, now time.Time, limit int) 
 	total := 0
 	for _, hi := range idx {
 		if hi != nil {
-			total += hi.collect(h, req.key.namespace, now, &first)
+			total += hi.collect(h, req.key.namespace, now, &first, filter)
 		}
 	}
 	return first.hs, total
+}
+
+// addHosts indexes c's hosts, by host and by parent domain.
+func (x *Index) addHosts(c *claims) {
+	for i, h := range c.hosts {
+		if slices.ContainsFunc(c.hosts[:i], func(o hostPath) bool { return o.host == h.host }) {
+			continue
+		}
+		hostIndexOf(x.hosts, h.host).add(c, h.host)
+		if parent := parentDomain(h.host); parent != "" && !isWildcard(h.host) {
+			hostIndexOf(x.domains, parent).add(c, h.host)
+		}
+	}
+}
+
+// removeHosts drops c's hosts from the index.
+func (x *Index) removeHosts(c *claims) {
+	for i, h := range c.hosts {
+		if slices.ContainsFunc(c.hosts[:i], func(o hostPath) bool { return o.host == h.host }) {
+			continue
+		}
+		dropHostClaim(x.hosts, h.host, h.host, c)
+		if parent := parentDomain(h.host); parent != "" && !isWildcard(h.host) {
+			dropHostClaim(x.domains, parent, h.host, c)
+		}
+	}
+}
+
+func hostIndexOf(m map[string]*hostIndex, k string) *hostIndex {
+	hi := m[k]
+	if hi == nil {
+		hi = &hostIndex{}
+		m[k] = hi
+	}
+	return hi
+}
+
+// dropHostClaim removes c's claim on host from the hostIndex m holds at k.
+func dropHostClaim(m map[string]*hostIndex, k, host string, c *claims) {
+	hi := m[k]
+	if hi == nil {
+		return
+	}
+	hi.remove(c, host)
+	if hi.empty() {
+		delete(m, k)
+	}
 }

@@ -41,6 +41,14 @@ type Index struct {
 	// (*.example.com) to find a.example.com.
 	hosts   map[string]*hostIndex
 	domains map[string]*hostIndex
+	// inheriting holds the routes without hostnames by each parent they
+	// attach to; derived the claims on the hostnames each inherits from its
+	// parents' listeners, indexed in hosts like an Ingress's (gateways.go).
+	// dirty lists the parents whose listeners changed since the derived
+	// claims of their routes were made.
+	inheriting map[objectKey]members
+	derived    map[*claims]*claims
+	dirty      []objectKey
 	// taken counts node ports held by Services and host ports of any
 	// protocol (a hostPort inside the NodePort range collides with a
 	// nodePort), with a bit set mirroring count > 0 for fast free-port scans.
@@ -59,16 +67,18 @@ type Index struct {
 // NewIndex returns an empty index.
 func NewIndex() *Index {
 	return &Index{
-		objects:   map[objectKey]*claims{},
-		pending:   map[objectKey]*claims{},
-		owners:    map[objectKey]ref{},
-		owned:     map[objectKey]members{},
-		hostPorts: map[portKey]*portHolders{},
-		nodePorts: map[int32]members{},
-		hosts:     map[string]*hostIndex{},
-		domains:   map[string]*hostIndex{},
-		taken:     map[int32]int{},
-		gone:      map[objectKey]time.Time{},
+		objects:    map[objectKey]*claims{},
+		pending:    map[objectKey]*claims{},
+		owners:     map[objectKey]ref{},
+		owned:      map[objectKey]members{},
+		hostPorts:  map[portKey]*portHolders{},
+		nodePorts:  map[int32]members{},
+		hosts:      map[string]*hostIndex{},
+		domains:    map[string]*hostIndex{},
+		inheriting: map[objectKey]members{},
+		derived:    map[*claims]*claims{},
+		taken:      map[int32]int{},
+		gone:       map[objectKey]time.Time{},
 	}
 }
 
@@ -95,6 +105,7 @@ func (x *Index) Upsert(c *claims) {
 		x.remove(p)
 		delete(x.pending, c.key)
 	}
+	defer x.settleLocked()
 	if c.empty() {
 		return
 	}
@@ -123,6 +134,7 @@ func (x *Index) DeleteAt(key objectKey, now time.Time) {
 		x.remove(old)
 		delete(x.objects, key)
 	}
+	x.settleLocked()
 }
 
 // AddPending records the claims of an admitted request until the informer
@@ -133,6 +145,7 @@ func (x *Index) AddPending(c *claims, now time.Time) {
 	defer x.mu.Unlock()
 	x.expireLocked(now)
 	x.putPendingLocked(c)
+	x.settleLocked()
 }
 
 // putPendingLocked makes c the pending claim of its object, in place of an
@@ -168,6 +181,7 @@ func (x *Index) ReleaseTentative(key objectKey) {
 		x.remove(p)
 		delete(x.pending, key)
 	}
+	x.settleLocked()
 }
 
 // Expire drops pending claims that expired before now.
@@ -175,6 +189,7 @@ func (x *Index) Expire(now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.expireLocked(now)
+	x.settleLocked()
 }
 
 func (x *Index) expireLocked(now time.Time) {
@@ -261,15 +276,8 @@ func (x *Index) add(c *claims) {
 		x.nodePorts[np.port][c] = struct{}{}
 		x.take(np.port, 1)
 	}
-	for i, h := range c.hosts {
-		if slices.ContainsFunc(c.hosts[:i], func(o hostPath) bool { return o.host == h.host }) {
-			continue
-		}
-		hostIndexOf(x.hosts, h.host).add(c, h.host)
-		if parent := parentDomain(h.host); parent != "" && !isWildcard(h.host) {
-			hostIndexOf(x.domains, parent).add(c, h.host)
-		}
-	}
+	x.addHosts(c)
+	x.addGatewayParts(c)
 }
 
 func (x *Index) remove(c *claims) {
@@ -281,36 +289,8 @@ func (x *Index) remove(c *claims) {
 		}
 		x.take(np.port, -1)
 	}
-	for i, h := range c.hosts {
-		if slices.ContainsFunc(c.hosts[:i], func(o hostPath) bool { return o.host == h.host }) {
-			continue
-		}
-		dropHostClaim(x.hosts, h.host, h.host, c)
-		if parent := parentDomain(h.host); parent != "" && !isWildcard(h.host) {
-			dropHostClaim(x.domains, parent, h.host, c)
-		}
-	}
-}
-
-func hostIndexOf(m map[string]*hostIndex, k string) *hostIndex {
-	hi := m[k]
-	if hi == nil {
-		hi = &hostIndex{}
-		m[k] = hi
-	}
-	return hi
-}
-
-// dropHostClaim removes c's claim on host from the hostIndex m holds at k.
-func dropHostClaim(m map[string]*hostIndex, k, host string, c *claims) {
-	hi := m[k]
-	if hi == nil {
-		return
-	}
-	hi.remove(c, host)
-	if hi.empty() {
-		delete(m, k)
-	}
+	x.removeHosts(c)
+	x.removeGatewayParts(c)
 }
 
 // addHostPorts indexes c's host ports under the holder its group resolves

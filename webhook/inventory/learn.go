@@ -120,6 +120,7 @@ func (x *Index) learn(r *Reservation, now time.Time) {
 	}
 	x.expireLocked(now)
 	x.putPendingLocked(merged)
+	x.settleLocked()
 }
 
 // reservedClaims reads a reservation back into claims.

@@ -325,7 +325,7 @@ grants:
 				}
 			}
 			for _, h := range req.hosts {
-				_, n := w.x.hostHolders(req, h, w.now, maxHolders)
+				_, n := w.x.hostHolders(req, h, w.now, maxHolders, nil)
 				if ref := refHostHolders(w.x, req, h, w.now); n != len(ref) {
 					t.Fatalf("seed %d step %d: %d holders of %+v, reference %d: %v", seed, step, n, h, len(ref), ref)
 				}

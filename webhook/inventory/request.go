@@ -85,6 +85,36 @@ func exposureClaims(x *exposure.Exposure, fields bool) *claims {
 		for _, h := range x.Route.Hosts {
 			c.hosts = append(c.hosts, hostPath{host: h.Host, path: h.Path, prefix: h.Prefix, field: field(h.Field)})
 		}
+		routeParents(c, x.Route, x.Namespace, fields)
+	case x.Gateway != nil:
+		for _, l := range x.Gateway.Listeners {
+			c.listeners = append(c.listeners, listener{name: l.Name, hostname: l.Hostname, port: int32(min(max(l.Port, 0), 65535))})
+		}
 	}
 	return c
+}
+
+// routeParents records the parents of a route in namespace ns, and the
+// paths it claims on inherited hostnames when it has none of its own.
+func routeParents(c *claims, r *exposure.Route, ns string, fields bool) {
+	c.route = true
+	for _, p := range r.Parents {
+		p = p.Resolved(ns)
+		if !p.Listeners() {
+			c.otherParents = true
+			continue
+		}
+		ref := parentRef{key: objectKey{kind: intern(p.Kind), namespace: intern(p.Namespace), name: p.Name}, section: p.SectionName,
+			port: int32(min(max(p.Port, 0), 65535))}
+		if fields {
+			ref.field = p.Field
+		}
+		c.parents = append(c.parents, ref)
+	}
+	if len(c.parents) == 0 {
+		return
+	}
+	for _, h := range r.Paths {
+		c.inherit = append(c.inherit, hostPath{path: h.Path, prefix: h.Prefix})
+	}
 }

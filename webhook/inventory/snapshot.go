@@ -203,10 +203,12 @@ type hostEntry struct {
 }
 
 // ingressEntries returns the live claims on each Ingress host: those the
-// informers show, and the pending claims of objects they do not show yet.
+// informers show, and the pending claims of objects they do not show yet
+// (with the hostnames routes without hostnames inherit).
 func (x *Index) ingressEntries(now time.Time) map[string][]hostEntry {
 	byHost := map[string][]hostEntry{}
 	add := func(c *claims) {
+		c = x.hostsOf(c)
 		for _, h := range c.hosts {
 			byHost[h.host] = append(byHost[h.host], hostEntry{c, h})
 		}

@@ -186,7 +186,7 @@ func (x *Index) hostCollisions(now time.Time) []StandingConflict {
 	seen := map[pairKey]bool{}
 	var out []StandingConflict
 	check := func(a, b hostEntry) {
-		if a.c.key.namespace == b.c.key.namespace || !pathsOverlap(a.hp, b.hp) {
+		if a.c.key.namespace == b.c.key.namespace || !pathsOverlap(a.hp, b.hp) || !x.routesMeet(a.c, b.c) {
 			return
 		}
 		if compareKeys(a.c.key, b.c.key) > 0 {

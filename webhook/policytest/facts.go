@@ -28,7 +28,9 @@ func (s StaticFacts) Facts(in *policies.Input, _ *policies.Config) *policies.Fac
 		return !fieldHolds(in, c.Field, c.Port)
 	})
 	f.IngressConflicts = slices.DeleteFunc(slices.Clone(f.IngressConflicts), func(c policies.IngressConflict) bool {
-		return !fieldHolds(in, c.Field, c.Host)
+		// A hostname a route inherits (Via) is not written in the object:
+		// its field is the parentRef it comes through.
+		return c.Via == "" && !fieldHolds(in, c.Field, c.Host)
 	})
 	return &f
 }

@@ -34,8 +34,8 @@ func contestedKeys(in *policies.Input) []string {
 		return keys
 	case x.Service != nil && (x.Service.Type == "NodePort" || x.Service.Type == "LoadBalancer"):
 		return []string{"nodePorts"}
-	case x.Ingress != nil, x.Route != nil && len(x.Route.Hosts) > 0:
-		return []string{"ingresses"} // routes claim hosts alike
+	case x.Ingress != nil, x.Route != nil && (len(x.Route.Hosts) > 0 || len(x.Route.Paths) > 0):
+		return []string{"ingresses"} // routes claim hosts alike, their own or their parents' listeners'
 	}
 	return nil
 }
