@@ -59,8 +59,13 @@ pending_note(h) := "" if object.get(h, "pending", false) != true
 holders_text(hs) := holders_text_n(hs, count(hs))
 
 # conflict_holders_text is holders_text of a conflict of input.facts, whose
-# holders list only the first few of holderCount.
-conflict_holders_text(c) := holders_text_n(c.holders, max([count(c.holders), object.get(c, "holderCount", 0)]))
+# holders list only the first few of holderCount: the holdersText the engine
+# renders the same way, once, or else rendered here.
+conflict_holders_text(c) := c.holdersText if is_string(c.holdersText)
+
+conflict_holders_text(c) := holders_text_n(c.holders, max([count(c.holders), object.get(c, "holderCount", 0)])) if {
+	not is_string(object.get(c, "holdersText", null))
+}
 
 holders_text_n(hs, n) := concat(", ", [holder_text(h) | some h in array.slice(hs, 0, holders_shown)]) if n <= holders_shown
 
