@@ -107,22 +107,37 @@ func (x *Index) derive(c *claims) {
 		otherParents: c.otherParents, pending: c.pending, tentative: c.tentative, reserved: c.reserved,
 		expires: c.expires, gen: c.gen,
 	}
-	for _, p := range c.parents {
-		ls, _ := x.inherited(p)
-		for _, l := range ls {
-			for _, h := range c.inherit {
-				hp := hostPath{host: hostnameOf(l), path: h.path, prefix: h.prefix}
-				if !slices.Contains(d.hosts, hp) {
-					d.hosts = append(d.hosts, hp)
-				}
-			}
-		}
-	}
+	d.hosts = x.inheritedHosts(c)
 	if len(d.hosts) == 0 {
 		return
 	}
 	x.derived[c] = d
 	x.addHosts(d)
+}
+
+// inheritedHosts lists the hosts and paths route c, which has no hostnames
+// of its own, claims through its parents' listeners as the index knows them.
+func (x *Index) inheritedHosts(c *claims) []hostPath {
+	var out []hostPath
+	for _, p := range c.parents {
+		ls, _ := x.inherited(p)
+		for _, l := range ls {
+			for _, h := range c.inherit {
+				hp := hostPath{host: hostnameOf(l), path: h.path, prefix: h.prefix}
+				if !slices.Contains(out, hp) {
+					out = append(out, hp)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// inheritedHostsOf is inheritedHosts under the index's read lock.
+func (x *Index) inheritedHostsOf(c *claims) []hostPath {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.inheritedHosts(c)
 }
 
 func hostnameOf(l listener) string {

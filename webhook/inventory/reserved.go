@@ -96,7 +96,9 @@ func (p *Plan) Empty() bool { return len(p.Writes) == 0 }
 
 // Reservations plans what the request in reserves, for the conflict rules
 // cfg enforces (deny or rewrite): a host port by protocol and number, a node
-// port by number, an Ingress host by name. Objects without a name and
+// port by number, an Ingress host by name (for a route without hostnames,
+// each hostname it inherits from its parents' listeners known now; the
+// entries carry no parents, so other replicas meet them on every listener). Objects without a name and
 // objects that run no pods reserve nothing, as they claim nothing; nor do
 // pods whose controller's stored claims cover theirs (the pods of a
 // DaemonSet or a ReplicaSet add nothing their owner did not claim).
@@ -133,7 +135,12 @@ func (inv *Inventory) Reservations(in *policies.Input, cfg *policies.Config) Pla
 		}
 	}
 	if enforced(cfg, ingressHostConflicts) {
-		for _, h := range req.hosts {
+		hosts := req.hosts
+		if len(req.inherit) > 0 {
+			// A route without hostnames claims its parents' listeners'.
+			hosts = append(slices.Clip(hosts), inv.index.inheritedHostsOf(&req.claims)...)
+		}
+		for _, h := range hosts {
 			key := hostKey(h.host)
 			r := part(key)
 			r.Hosts = append(r.Hosts, ReservedHost{Host: h.host, Path: h.path, Prefix: h.prefix})

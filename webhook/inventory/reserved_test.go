@@ -16,7 +16,8 @@ func TestReservationsPlan(t *testing.T) {
 		rules   string
 		kind    string
 		object  string
-		held    []any // what the informers show first
+		held    []any    // what the informers show first
+		crds    []string // and of the Gateway API kinds (YAML)
 		writes  []string
 		reads   []string
 		domains int
@@ -41,14 +42,30 @@ func TestReservationsPlan(t *testing.T) {
 				"metadata: {name: new, ownerReferences: [{apiVersion: apps/v1, kind: DaemonSet, name: agent, uid: u, controller: true}]}", 1),
 			held:   []any{daemonSet(meta("team-a", "agent"), podSpec("n2", nil, hp(9100)))},
 			writes: []string{"hp-tcp-9100"}},
+		{name: "route without hostnames: its parent's listener hostnames", kind: "route",
+			object: routeYAML("team-a", "r", "{name: gw, namespace: infra}"),
+			crds:   []string{gatewayYAML("infra", "gw", "web=shop.example.com", "other=a.example.org")},
+			writes: []string{hostKey("a.example.org"), hostKey("shop.example.com")}, reads: []string{hostKey("*.example.com"), hostKey("*.example.org")}},
+		{name: "route without hostnames: the listener its sectionName picks", kind: "route",
+			object: routeYAML("team-a", "r", "{name: gw, namespace: infra, sectionName: web}"),
+			crds:   []string{gatewayYAML("infra", "gw", "web=shop.example.com", "other=a.example.org")},
+			writes: []string{hostKey("shop.example.com")}, reads: []string{hostKey("*.example.com")}},
+		{name: "route without hostnames whose parent is unknown", kind: "route", object: routeYAML("team-a", "r", "{name: gw, namespace: infra}")},
+		{name: "route with hostnames", kind: "route", object: routeYAML("team-a", "r", "{name: gw, namespace: infra}", "b.example.com"),
+			crds:   []string{gatewayYAML("infra", "gw", "web=shop.example.com")},
+			writes: []string{hostKey("b.example.com")}, reads: []string{hostKey("*.example.com")}},
 		{name: "deployment scaled to zero", kind: "deployment", object: strings.Replace(hostPortDeployment, "spec:\n  template", "spec:\n  replicas: 0\n  template", 1)},
 	}
-	kinds := map[string]policies.GroupVersionKind{"pod": podKind, "service": serviceKind, "ingress": ingressKind, "deployment": deploymentKind}
+	kinds := map[string]policies.GroupVersionKind{"pod": podKind, "service": serviceKind, "ingress": ingressKind, "deployment": deploymentKind,
+		"route": httpRouteKind}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			now := testNow
 			inv := newTestInventory(&now)
 			feed(t, inv.index, tc.held...)
+			for _, y := range tc.crds {
+				feedCRD(t, inv.index, unstructuredOf(t, y))
+			}
 			rules := tc.rules
 			if rules == "" {
 				rules = enforcing
