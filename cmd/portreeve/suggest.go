@@ -39,10 +39,11 @@ func newSuggestCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "suggest [-f FILE|DIR|-]... [flags]",
 		Short: "Suggest the grants under which every existing workload is admitted, and nothing wider",
-		Long: "Reads the workloads, Services and Ingresses of a live cluster (or manifests with -f), reviews each as\n" +
-			"`portreeve eval` does under the configuration it adds to (--merge FILE, else the built-in one), with every\n" +
-			"rule denying, and writes that configuration plus one grant per holder group for exactly what the rules\n" +
-			"denied: a policy configuration that `serve --config` and `eval --config` accept as it is.\n" +
+		Long: "Reads the workloads, Services, Ingresses and Gateway API objects (where their CRDs are served) of a live\n" +
+			"cluster (or manifests with -f), reviews each as `portreeve eval` does under the configuration it adds to\n" +
+			"(--merge FILE, else the built-in one), with every rule denying, and writes that configuration plus one\n" +
+			"grant per holder group for exactly what the rules denied: a policy configuration that `serve --config`\n" +
+			"and `eval --config` accept as it is.\n" +
 			"The report (new grants, skipped objects, conflicts no grant can fix, objects still refused) goes to\n" +
 			"standard error. See docs/suggest.md.\n" +
 			"Exit status: 0 when the configuration was written (also with conflicts, unless --fail-on-conflict: then 1),\n" +
@@ -63,7 +64,7 @@ func newSuggestCommand() *cobra.Command {
 	f.StringVar(&o.ignoreLabel, "ignore-label", "portreeve.io/ignore", "live cluster: namespaces with this label are never reviewed (empty: none)")
 	f.StringVar(&o.nodePortRange, "node-port-range", "30000-32767", "the cluster's Service NodePort range (kube-apiserver --service-node-port-range)")
 	f.BoolVar(&o.widen, "widen", false, "grant ranges: hostPorts from the lowest to the highest port in use per grant and protocol, nodePorts the whole --node-port-range")
-	f.BoolVar(&o.wildcardDomains, "wildcard-domains", false, "grant *.parent instead of each Ingress host of three labels or more")
+	f.BoolVar(&o.wildcardDomains, "wildcard-domains", false, "grant *.parent instead of each Ingress, listener or route host of three labels or more")
 	f.StringVar(&o.expires, "expires", "", "set expires on every new grant: a date (2027-06-30) or an RFC 3339 time")
 	f.BoolVar(&o.failOnConflict, "fail-on-conflict", false, "exit 1 when something could not be granted (conflicts, inexact exposure, objects still refused)")
 	f.Int64Var(&o.pageSize, "page-size", 500, "live cluster: objects per list call")

@@ -177,3 +177,55 @@ spec: {containers: [{name: c, image: x, ports: [{containerPort: 1, hostPort: 910
 		}
 	}
 }
+
+// TestSuggestCommandGatewayAPI: a shared Gateway with an address and a
+// listener hostname, and a route attached to it; eval --config admits both
+// under the suggestion, and refuses the Gateway without it.
+func TestSuggestCommandGatewayAPI(t *testing.T) {
+	manifests := `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: shared, namespace: infra}
+spec:
+  gatewayClassName: cloud
+  addresses: [{type: IPAddress, value: 203.0.113.10}]
+  listeners:
+  - {name: web, port: 443, protocol: HTTPS, hostname: "*.shop.example.com"}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop, namespace: team-a}
+spec:
+  parentRefs: [{name: shared, namespace: infra}]
+  hostnames: [a.shop.example.com]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+`
+	file := filepath.Join(t.TempDir(), "gw.yaml")
+	if err := os.WriteFile(file, []byte(manifests), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, report, code := runSplit(t, "", "suggest", "-f", file, "--fail-on-conflict")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, report)
+	}
+	for _, want := range []string{
+		"  - name: ns-infra\n    namespaces: [infra]\n    loadBalancer: true\n    externalIPs: [\"203.0.113.10/32\"]\n    ingressDomains: [\"*.shop.example.com\"]\n",
+		"  - name: ns-team-a\n    namespaces: [team-a]\n    ingressDomains: [a.shop.example.com]\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the configuration:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(report, "  + ns-infra: Gateway/shared\n  + ns-team-a: HTTPRoute/shop\n") {
+		t.Errorf("report:\n%s", report)
+	}
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(config, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if evalOut, _, code := runSplit(t, "", "eval", "--config", config, "-f", file); code != 0 {
+		t.Errorf("eval --config with the suggestion exits %d:\n%s", code, evalOut)
+	}
+	if evalOut, _, code := runSplit(t, "", "eval", "-f", file); code != 1 {
+		t.Errorf("eval without the suggestion exits %d, want 1:\n%s", code, evalOut)
+	}
+}

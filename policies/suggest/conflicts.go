@@ -23,10 +23,11 @@ import (
 //   - a hostPort inside the NodePort range: kube-proxy opens every
 //     allocated node port on every node.
 //   - one nodePort (or healthCheckNodePort) held by two Services.
-//   - one Ingress host and path claimed in two namespaces: the same host,
-//     or a wildcard covering it (one label deep), on overlapping paths (the
-//     same path, or a Prefix path covering the other).
-func findConflicts(records []*record, nodePortRange policies.PortSpan) []Problem {
+//   - one Ingress or route host and path claimed in two namespaces: the same
+//     host, or a wildcard covering it (one label deep), on overlapping paths
+//     (the same path, or a Prefix path covering the other); two routes only
+//     where they can attach to one listener (routesMeet).
+func findConflicts(records []*record, nodePortRange policies.PortSpan, listeners listenerIndex) []Problem {
 	var out []Problem
 	out = append(out, hostPortConflicts(records)...)
 	for _, r := range records {
@@ -42,7 +43,7 @@ func findConflicts(records []*record, nodePortRange policies.PortSpan) []Problem
 		}
 	}
 	out = append(out, nodePortConflicts(records)...)
-	out = append(out, ingressConflicts(records)...)
+	out = append(out, ingressConflicts(records, listeners)...)
 	return out
 }
 
@@ -156,10 +157,10 @@ func nodePortConflicts(records []*record) []Problem {
 	return out
 }
 
-func ingressConflicts(records []*record) []Problem {
+func ingressConflicts(records []*record, listeners listenerIndex) []Problem {
 	type claim struct {
 		r *record
-		p exposure.HostPath
+		p hostClaim
 	}
 	byHost := map[string][]claim{}
 	for _, r := range records {
@@ -195,7 +196,8 @@ func ingressConflicts(records []*record) []Problem {
 		}
 		for _, a := range byHost[h] {
 			for _, b := range candidates {
-				if a.r.ref.Namespace == b.r.ref.Namespace || !pathsOverlap(a.p, b.p) {
+				if a.r.ref.Namespace == b.r.ref.Namespace || !pathsOverlap(a.p.HostPath, b.p.HostPath) ||
+					!routesMeet(a.r, b.r, a.p.parents, b.p.parents, listeners) {
 					continue
 				}
 				if a.p.Host == b.p.Host && compareRefs(a.r.ref, b.r.ref) > 0 {
@@ -219,12 +221,27 @@ func ingressConflicts(records []*record) []Problem {
 	var out []Problem
 	for _, k := range keys {
 		out = append(out, Problem{
-			Message: fmt.Sprintf("Ingress host %s path %s is claimed in %d namespaces (each would steal the other's traffic): granted to none of them",
-				k.host, k.path, len(namespacesOf(found[k]))),
+			Message: fmt.Sprintf("%s %s path %s is claimed in %d namespaces (each would steal the other's traffic): granted to none of them",
+				hostNoun(found[k]), k.host, k.path, len(namespacesOf(found[k]))),
 			Objects: refsOf(found[k]),
 		})
 	}
 	return out
+}
+
+// hostNoun names what claims a host: Ingresses, routes or both.
+func hostNoun(rs map[*record]bool) string {
+	var ingresses, routes bool
+	for r := range rs {
+		ingresses, routes = ingresses || !r.route, routes || r.route
+	}
+	switch {
+	case !routes:
+		return "Ingress host"
+	case !ingresses:
+		return "route hostname"
+	}
+	return "Ingress and route host"
 }
 
 func isWildcard(host string) bool { return strings.HasPrefix(host, "*.") }

@@ -238,9 +238,14 @@ func hostPortSpecs(ports map[portKey]bool, widen bool) []string {
 	return out
 }
 
-// ingressDomains renders the hosts, exact or (wildcard) as *.parent for
-// hosts of three labels or more; a host a wildcard of the list covers is dropped.
+// ingressDomains renders the hosts (of Ingresses, listeners and routes),
+// exact or (wildcard) as *.parent for hosts of three labels or more; a host
+// a wildcard of the list covers is dropped, and "*" (a listener without a
+// hostname) covers every one.
 func ingressDomains(hosts map[string]bool, wildcard bool) []string {
+	if hosts[everyHost] {
+		return []string{everyHost}
+	}
 	set := map[string]bool{}
 	for h := range hosts {
 		if wildcard && !isWildcard(h) && strings.Count(h, ".") >= 2 {

@@ -26,6 +26,10 @@ func newRecord(k *exposure.Kind, ref Ref, o Object, obj map[string]any) (*record
 		r.readService(x.Service, spec)
 	case x.Ingress != nil:
 		r.readIngress(x.Ingress, spec)
+	case x.Gateway != nil:
+		r.readGateway(k, x.Gateway)
+	case x.Route != nil:
+		r.readRoute(x.Route)
 	}
 	return r, nil
 }
@@ -108,7 +112,9 @@ func (r *record) readIngress(ing *exposure.Ingress, spec map[string]any) {
 			r.items = append(r.items, &item{kind: ingressHostItem, rule: "ingress-hosts", field: h.Field, value: h.Host})
 		}
 	}
-	r.paths = ing.Hosts
+	for _, h := range ing.Hosts {
+		r.paths = append(r.paths, hostClaim{HostPath: h})
+	}
 	tls, _ := spec["tls"].([]any)
 	for i, t := range tls {
 		tm, _ := t.(map[string]any)

@@ -49,6 +49,9 @@ type item struct {
 	needed bool
 	// conflict: no grant can fix it (a conflict); it is not granted.
 	conflict bool
+	// inherited: a hostname a route without hostnames inherits from its
+	// parent's listener; the rule names the parentRef, and the host in its message.
+	inherited bool
 }
 
 // groupKey is the holder group of a grant: a namespace, or a service
@@ -65,33 +68,45 @@ type record struct {
 	raw    []byte
 	group  groupKey
 	items  []*item
-	// active: the object runs pods now (or is a Service or Ingress), so it
-	// holds its ports (for conflicts).
+	// active: the object runs pods now (or is a Service, an Ingress or a
+	// Gateway API object), so it holds its ports (for conflicts).
 	active bool
 	// nodeName and nodeSelector say which nodes a pod spec can run on.
 	nodeName     string
 	nodeSelector map[string]string
-	// ingress: the Ingress's host and path claims and its class.
+	// ingress: an Ingress, and its class.
 	ingress      bool
-	paths        []exposure.HostPath
 	ingressClass string
+	// paths are the host and path claims of an Ingress or a route.
+	paths []hostClaim
+	// route: a Gateway API route, with the parents that name a Gateway or a
+	// ListenerSet (resolved), whether it names other parents too, the paths
+	// it claims on each hostname it inherits (nil when it has hostnames), and
+	// its parents as the rules see them (facts).
+	route        bool
+	parents      []exposure.ParentRef
+	otherParents bool
+	inherit      []exposure.HostPath
+	routeParents []policies.RouteParent
 	// service: the Service opens node ports.
 	opensNodePorts bool
 }
 
 // readObjects turns the objects into records, skipping (into res) those the
-// webhooks would not review or that another object stands for.
-func readObjects(objects []Object, opts Options, res *Result) ([]*record, error) {
+// webhooks would not review or that another object stands for, and indexes
+// the listeners of every Gateway and ListenerSet read.
+func readObjects(objects []Object, opts Options, res *Result) ([]*record, listenerIndex, error) {
 	byKey := map[string]*record{}
+	listeners := listenerIndex{}
 	var records []*record
 	for _, o := range objects {
 		obj, err := decodeObject(o.JSON)
 		if err != nil {
-			return nil, fmt.Errorf("%s: not a Kubernetes object: %w", o.Source, err)
+			return nil, nil, fmt.Errorf("%s: not a Kubernetes object: %w", o.Source, err)
 		}
 		apiVersion, kind := str(obj["apiVersion"]), str(obj["kind"])
 		if apiVersion == "" || kind == "" {
-			return nil, fmt.Errorf("%s: object has no apiVersion or kind", o.Source)
+			return nil, nil, fmt.Errorf("%s: object has no apiVersion or kind", o.Source)
 		}
 		gvk := groupVersionKind(apiVersion, kind)
 		md, _ := obj["metadata"].(map[string]any)
@@ -108,6 +123,7 @@ func readObjects(objects []Object, opts Options, res *Result) ([]*record, error)
 			skip("kind " + apiVersion + " " + kind + " is not reviewed")
 			continue
 		}
+		listeners.add(k, ns, ref.Name, obj)
 		if why, ok := opts.SkipNamespaces[ns]; ok {
 			if why != "" {
 				why = " (" + why + ")"
@@ -121,7 +137,7 @@ func readObjects(objects []Object, opts Options, res *Result) ([]*record, error)
 		}
 		r, err := newRecord(k, ref, o, obj)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", o.Source, ref, err)
+			return nil, nil, fmt.Errorf("%s: %s: %w", o.Source, ref, err)
 		}
 		if r == nil {
 			skip("a Pod that has finished holds no port")
@@ -140,7 +156,7 @@ func readObjects(objects []Object, opts Options, res *Result) ([]*record, error)
 	slices.SortStableFunc(res.Skipped, func(a, b Skipped) int {
 		return cmp.Or(compareRefs(a.Object, b.Object), strings.Compare(a.Source, b.Source))
 	})
-	return records, nil
+	return records, listeners, nil
 }
 
 // decodeObject decodes one object as the webhooks do (numbers kept as
@@ -208,8 +224,9 @@ func makesPods(gvk policies.GroupVersionKind) bool {
 // markNeeded marks the items the rules denied. A denial of node-ports on
 // spec.type (no node ports granted at all) needs every node port of the
 // Service; any load-balancer denial needs the LoadBalancer grant.
-// Denials no item stands for (a custom rule, an Ingress rule without a host)
-// are left to the final review, which reports them.
+// A gateway-hosts denial of a hostname a route inherits names the parentRef,
+// and the host in its message. Denials no item stands for (a custom rule, an
+// Ingress rule without a host) are left to the final review, which reports them.
 func (r *record) markNeeded(violations []offline.ReportFinding) {
 	for _, v := range violations {
 		if !slices.Contains(grantableRules, v.Rule) {
@@ -220,6 +237,10 @@ func (r *record) markNeeded(violations []offline.ReportFinding) {
 				continue
 			}
 			switch {
+			case it.field == v.Field && it.inherited:
+				if !strings.Contains(v.Message, fmt.Sprintf("hostname %q (inherited", it.value)) {
+					continue
+				}
 			case it.field == v.Field:
 			case v.Rule == "node-ports" && (v.Field == "spec.type" || it.field == "spec.healthCheckNodePort"):
 			case v.Rule == "load-balancer":

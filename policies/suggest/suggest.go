@@ -1,8 +1,9 @@
 // Package suggest turns the exposure that exists today (objects read from a
-// cluster or from manifests) into grants: a policy configuration under which
-// the rules admit every one of those objects, and nothing wider. What no
-// grant can fix (two holders of one hostPort, two namespaces claiming one
-// Ingress host, ...) is reported instead of granted.
+// cluster or from manifests: workloads, Services, Ingresses and Gateway API
+// objects) into grants: a policy configuration under which the rules admit
+// every one of those objects, and nothing wider. What no grant can fix (two
+// holders of one hostPort, two namespaces claiming one Ingress or route
+// host, ...) is reported instead of granted.
 //
 // Whether an object is covered already is decided by the engine itself: each
 // object is reviewed as `portreeve eval` reviews it (a CREATE by a user with
@@ -47,7 +48,8 @@ type Options struct {
 	// the highest port in use per grant and protocol, nodePorts the whole
 	// NodePort range (which also grants Services that name no nodePort).
 	Widen bool
-	// WildcardDomains grants *.parent for Ingress hosts of three labels or more.
+	// WildcardDomains grants *.parent for Ingress, listener and route hosts
+	// of three labels or more.
 	WildcardDomains bool
 	// Expires sets expires on every new grant: a date (2027-06-30) or an RFC 3339 time.
 	Expires string
@@ -102,10 +104,11 @@ type Result struct {
 	Skipped []Skipped `json:"skipped"`
 	// Conflicts are what no grant can fix: a hostPort two workloads hold on
 	// shared nodes, a hostPort in the NodePort range, a nodePort two Services
-	// hold, an Ingress host and path two namespaces claim.
+	// hold, an Ingress or route host and path two namespaces claim.
 	Conflicts []Problem `json:"conflicts"`
 	// Inexact is exposure that cannot be granted exactly (a node port the
-	// apiserver has not allocated yet, an address that is not an IP).
+	// apiserver has not allocated yet, an address that is not an IP, the
+	// hostnames a route inherits from a parent not read).
 	Inexact []Problem `json:"inexact"`
 	// Refused are the objects the suggested configuration still refuses.
 	Refused []Refusal `json:"refused"`
@@ -145,16 +148,18 @@ func Suggest(ctx context.Context, objects []Object, opts Options) (*Result, erro
 		return nil, err
 	}
 	res := &Result{Skipped: []Skipped{}, Conflicts: []Problem{}, Inexact: []Problem{}, Refused: []Refusal{}}
-	records, err := readObjects(objects, opts, res)
+	records, listeners, err := readObjects(objects, opts, res)
 	if err != nil {
 		return nil, err
 	}
 	res.Reviewed = len(records)
-	res.Conflicts = findConflicts(records, opts.NodePortRange)
+	unknownParents := inheritHosts(records, listeners)
+	res.Conflicts = findConflicts(records, opts.NodePortRange, listeners)
 
-	// The rules see the cluster's NodePort range and no inventory: conflicts
-	// are found here, across the objects read, not by the rules.
-	facts := offline.RangeFacts{Span: opts.NodePortRange}
+	// The rules see the cluster's NodePort range, a route's parents among the
+	// objects read, and no inventory: conflicts are found here, across the
+	// objects read, not by the rules.
+	facts := newSuggestFacts(opts.NodePortRange, records)
 	judge, err := newReviewer(ctx, judgingConfig(opts.Base, known, true), opts.Modules, facts)
 	if err != nil {
 		return nil, err
@@ -166,7 +171,7 @@ func Suggest(ctx context.Context, objects []Object, opts Options) (*Result, erro
 		}
 		r.markNeeded(rep.Violations)
 	}
-	res.Inexact = inexact(records, opts.Widen)
+	res.Inexact = append(inexact(records, opts.Widen), unknownParents...)
 
 	added := buildGrants(records, opts, grantNames(opts.Base))
 	out := cloneConfig(opts.Base)
@@ -223,16 +228,19 @@ func CheckExpires(s string, now time.Time) error {
 }
 
 // grantableRules are the rules whose denials a grant can lift.
-var grantableRules = []string{"external-ips", "host-network", "host-ports", "ingress-hosts", "load-balancer", "node-ports"}
+var grantableRules = []string{
+	"external-ips", "gateway-addresses", "gateway-hosts", "gateway-load-balancer", "host-network", "host-ports",
+	"ingress-hosts", "load-balancer", "node-ports",
+}
 
 // probeDomain is granted, in the judging configuration only, to a user that
-// never makes a request: it makes the ingress-hosts rule judge every host,
-// as it will once the suggestion names ingressDomains.
+// never makes a request: it makes the ingress-hosts and gateway-hosts rules
+// judge every host, as they will once the suggestion names ingressDomains.
 const probeDomain = "portreeve-suggest.invalid"
 
 // judgingConfig is cfg as the objects are judged: every rule denies (a rule
 // in warn, dryrun or rewrite mode will deny once enforced; off stays off),
-// and with probe, Ingress hosts are restricted.
+// and with probe, Ingress and Gateway API hosts are restricted.
 func judgingConfig(cfg *policies.Config, known []string, probe bool) *policies.Config {
 	out := cloneConfig(cfg)
 	out.Rules = map[string]policies.RuleConfig{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -37,8 +38,23 @@ type CRDKinds struct {
 	interval  time.Duration
 	log       logr.Logger
 
+	// polled is set once discovery has been asked: until then Synced is
+	// false, so that a replica is not ready before it knows which kinds
+	// to list. synced latches once the informers the first poll started
+	// have listed their kinds.
+	polled atomic.Bool
+	synced atomic.Bool
+
 	mu      sync.Mutex
-	started map[schema.GroupVersionResource]toolscache.SharedIndexInformer
+	started map[schema.GroupVersionResource]*crdInformer
+}
+
+// crdInformer is the running informer of one CRD kind.
+type crdInformer struct {
+	kind *exposure.Kind
+	inf  toolscache.SharedIndexInformer
+	stop context.CancelFunc
+	done chan struct{} // closed when the informer has stopped
 }
 
 // WatchCRDKinds returns the runnable (add it to the manager) that watches
@@ -47,8 +63,10 @@ func (inv *Inventory) WatchCRDKinds(disc discovery.DiscoveryInterface, dyn dynam
 	if interval <= 0 {
 		interval = DefaultCRDPollInterval
 	}
-	return &CRDKinds{inv: inv, discovery: disc, dynamic: dyn, interval: interval, log: log,
-		started: map[schema.GroupVersionResource]toolscache.SharedIndexInformer{}}
+	c := &CRDKinds{inv: inv, discovery: disc, dynamic: dyn, interval: interval, log: log,
+		started: map[schema.GroupVersionResource]*crdInformer{}}
+	inv.crds.Store(c)
+	return c
 }
 
 // crdKinds lists the reviewed kinds a CRD serves.
@@ -85,37 +103,50 @@ func (c *CRDKinds) Watching() []string {
 	defer c.mu.Unlock()
 	var out []string
 	for _, k := range crdKinds() {
-		if _, ok := c.started[gvrOf(k)]; ok {
+		if c.started[gvrOf(k)] != nil {
 			out = append(out, k.String())
 		}
 	}
 	return out
 }
 
-// Synced reports whether every informer started so far has listed its kind.
+// Synced reports whether discovery was asked once and the informers it
+// started then have listed their kinds: a replica is not ready before (a
+// route's conflicts would be judged against routes not listed yet). A kind
+// whose CRD is applied later does not make a ready replica unready (every
+// replica at once, failing admission cluster-wide): its objects join the
+// inventory as its informer lists them.
 func (c *CRDKinds) Synced() bool {
+	if c.synced.Load() {
+		return true
+	}
+	if !c.polled.Load() {
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, inf := range c.started {
-		if !inf.HasSynced() {
+	for _, ci := range c.started {
+		if !ci.inf.HasSynced() {
 			return false
 		}
 	}
+	c.synced.Store(true)
 	return true
 }
 
-// poll starts an informer for each CRD kind that discovery shows served.
-// absent remembers the kinds already logged as not served.
+// poll starts an informer for each CRD kind that discovery shows served,
+// and stops the informer of a kind no longer served (its CRD was deleted,
+// and every object of it with the CRD), dropping its objects from the
+// index. absent remembers the kinds already logged as not served.
 func (c *CRDKinds) poll(ctx context.Context, absent map[string]bool) {
+	defer c.polled.Store(true)
 	served := map[string][]string{} // group/version -> resources
+	failed := map[string]bool{}     // group/version -> discovery failed: keep what runs
 	for _, k := range crdKinds() {
 		gvr := gvrOf(k)
 		c.mu.Lock()
-		_, running := c.started[gvr]
+		running := c.started[gvr]
 		c.mu.Unlock()
-		if running {
-			continue
-		}
 		gv := gvr.GroupVersion().String()
 		resources, ok := served[gv]
 		if !ok {
@@ -126,19 +157,50 @@ func (c *CRDKinds) poll(ctx context.Context, absent map[string]bool) {
 					resources = append(resources, r.Name)
 				}
 			case !apierrors.IsNotFound(err):
+				failed[gv] = true
 				c.log.Error(err, "discovery of a CRD kind failed; asking again later", "groupVersion", gv)
 			}
 			served[gv] = resources
 		}
-		if !slices.Contains(resources, gvr.Resource) {
+		isServed := slices.Contains(resources, gvr.Resource)
+		if running != nil {
+			if !isServed && !failed[gv] {
+				c.stop(gvr, running)
+				c.log.Info("kind no longer served (its CRD was deleted): stopped watching it and forgot its objects", "kind", k.String())
+			}
+			continue
+		}
+		if !isServed {
 			if !absent[k.String()] {
 				absent[k.String()] = true
 				c.log.Info("kind not served (its CRD is not installed); it is watched once it is", "kind", k.String(), "every", c.interval.String())
 			}
 			continue
 		}
+		delete(absent, k.String())
 		c.start(ctx, k, gvr)
 		c.log.Info("watching a CRD kind into the inventory", "kind", k.String())
+	}
+}
+
+// stop ends the informer of a kind no longer served and deletes from the
+// index the objects it had shown.
+func (c *CRDKinds) stop(gvr schema.GroupVersionResource, ci *crdInformer) {
+	ci.stop()
+	select { // no event may reach the index after its objects leave it
+	case <-ci.done:
+	case <-time.After(10 * time.Second):
+		c.log.Info("the informer of a deleted CRD kind is slow to stop", "kind", ci.kind.String())
+	}
+	c.mu.Lock()
+	delete(c.started, gvr)
+	c.mu.Unlock()
+	for _, key := range ci.inf.GetStore().ListKeys() {
+		ns, name, err := toolscache.SplitMetaNamespaceKey(key)
+		if err != nil {
+			continue
+		}
+		c.inv.index.Delete(objectKey{kind: ci.kind.Kind, namespace: ns, name: name})
 	}
 }
 
@@ -163,10 +225,15 @@ func (c *CRDKinds) start(ctx context.Context, k *exposure.Kind, gvr schema.Group
 		c.log.Error(err, "informer handler", "kind", k.String())
 		return
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	ci := &crdInformer{kind: k, inf: inf, stop: cancel, done: make(chan struct{})}
 	c.mu.Lock()
-	c.started[gvr] = inf
+	c.started[gvr] = ci
 	c.mu.Unlock()
-	go inf.RunWithContext(ctx)
+	go func() {
+		defer close(ci.done)
+		inf.RunWithContext(ctx)
+	}()
 }
 
 // TransformUnstructured is the transform of the informer of a CRD kind k:

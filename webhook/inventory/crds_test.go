@@ -118,8 +118,14 @@ func TestCRDKindsStartWhenServed(t *testing.T) {
 	disc := &fakediscovery.FakeDiscovery{Fake: &clienttesting.Fake{}}
 	c := inv.WatchCRDKinds(disc, dyn, time.Hour, logr.Discard())
 	absent := map[string]bool{}
+	if inv.Synced() {
+		t.Fatal("the inventory is ready before discovery was asked which CRD kinds to list")
+	}
 
 	c.poll(t.Context(), absent)
+	if !inv.Synced() {
+		t.Fatal("the inventory is not ready once discovery showed no CRD kind to list")
+	}
 	if w := c.Watching(); len(w) != 0 {
 		t.Fatalf("watching %v before the CRDs exist", w)
 	}
@@ -146,5 +152,25 @@ func TestCRDKindsStartWhenServed(t *testing.T) {
 	}
 	if !c.Synced() {
 		t.Error("the started informer is not synced after its list")
+	}
+
+	// The CRD is deleted (and every route with it): the informer stops and
+	// the routes leave the index; applied again, it is watched again.
+	disc.Resources = nil
+	c.poll(t.Context(), absent)
+	if w := c.Watching(); len(w) != 0 {
+		t.Fatalf("still watching %v after the CRD was deleted", w)
+	}
+	if f := inv.Facts(input(t, httpRouteKind, "team-b", httpRouteYAML("team-b", "x", "", "a.team-a.example.com")), nil); len(f.IngressConflicts) > 0 {
+		t.Errorf("a route of a deleted CRD still conflicts: %+v", f.IngressConflicts)
+	}
+	if !inv.Synced() {
+		t.Error("the inventory stopped being ready when a CRD was deleted")
+	}
+	disc.Resources = []*metav1.APIResourceList{{GroupVersion: "gateway.networking.k8s.io/v1",
+		APIResources: []metav1.APIResource{{Name: "httproutes", Kind: "HTTPRoute", Namespaced: true}}}}
+	c.poll(t.Context(), absent)
+	if w := c.Watching(); !slices.Equal(w, []string{"gateway.networking.k8s.io/v1/HTTPRoute"}) {
+		t.Fatalf("watching %v after the CRD came back, want HTTPRoute", w)
 	}
 }

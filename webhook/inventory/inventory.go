@@ -50,6 +50,8 @@ type Inventory struct {
 	index  *Index
 	opts   Options
 	synced atomic.Pointer[func() bool]
+	// crds, when set (WatchCRDKinds), must have synced too.
+	crds   atomic.Pointer[CRDKinds]
 	grants atomic.Pointer[grantCache]
 }
 
@@ -101,8 +103,14 @@ func (inv *Inventory) MarkSynced() {
 	inv.synced.Store(&ready)
 }
 
-// Synced reports whether every informer has delivered its initial list.
-func (inv *Inventory) Synced() bool { return (*inv.synced.Load())() }
+// Synced reports whether every informer has delivered its initial list,
+// those of the CRD kinds (WatchCRDKinds) included.
+func (inv *Inventory) Synced() bool {
+	if c := inv.crds.Load(); c != nil && !c.Synced() {
+		return false
+	}
+	return (*inv.synced.Load())()
+}
 
 // ReadyCheck is the /readyz check: it fails until the caches synced.
 func (inv *Inventory) ReadyCheck(*http.Request) error {

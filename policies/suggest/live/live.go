@@ -1,5 +1,6 @@
 // Package live reads from a live cluster the objects portreeve suggest
-// turns into grants: workloads (not every pod), Services and Ingresses.
+// turns into grants: workloads (not every pod), Services, Ingresses and the
+// Gateway API kinds.
 package live
 
 import (
@@ -41,10 +42,14 @@ func gvr(k exposure.Kind) schema.GroupVersionResource {
 // Read lists, in every namespace and page by page, the kinds the webhooks
 // review (the table of policies/exposure): Pods, PodTemplates,
 // ReplicationControllers, Deployments, StatefulSets, DaemonSets, ReplicaSets,
-// Jobs, CronJobs, Services and Ingresses (networking.k8s.io/v1). Which of
+// Jobs, CronJobs, Services, Ingresses (networking.k8s.io/v1) and, where
+// their CustomResourceDefinitions are installed, Gateways, ListenerSets,
+// HTTPRoutes, GRPCRoutes and TLSRoutes (gateway.networking.k8s.io/v1, the
+// version the table and the webhooks name). Which of
 // them count (not a ReplicaSet of a Deployment, not a Pod of a DaemonSet, but
 // a Pod of an operator's custom resource) is suggest's choice, made alike for
-// manifests. Kinds the cluster does not serve are skipped; any other error
+// manifests. Kinds the cluster does not serve (a list answered NotFound,
+// as for a CRD kind whose CRD is absent) are skipped; any other error
 // ends the read, since a partial read would suggest too little. It also
 // returns the namespaces that carry opts.IgnoreLabel, sorted.
 func Read(ctx context.Context, client dynamic.Interface, opts Options) (objects []suggest.Object, ignored []string, err error) {

@@ -292,3 +292,81 @@ func TestReadPages(t *testing.T) {
 		}
 	}
 }
+
+func unstructuredOf(t *testing.T, apiVersion, kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "spec": spec}}
+	u.SetNamespace(ns)
+	u.SetName(name)
+	return u
+}
+
+// TestReadGatewayAPI: where the Gateway API CRDs are served, their kinds
+// are read with the rest (exposure.Kinds), and suggest grants them; where
+// they are not (the list is NotFound), they are skipped.
+func TestReadGatewayAPI(t *testing.T) {
+	gv := exposure.GatewayGroup + "/v1"
+	client := fakeCluster(t)
+	// Created through the tracker with their resource: the fake client
+	// would guess "gatewaies" for Gateway.
+	for _, o := range []*unstructured.Unstructured{
+		unstructuredOf(t, gv, "Gateway", "infra", "shared", map[string]any{
+			"gatewayClassName": "cloud",
+			"addresses":        []any{map[string]any{"type": "IPAddress", "value": "203.0.113.10"}},
+			"listeners":        []any{map[string]any{"name": "web", "port": int64(443), "protocol": "HTTPS", "hostname": "*.shop.example.com"}},
+		}),
+		unstructuredOf(t, gv, "HTTPRoute", "team-a", "shop", map[string]any{
+			"parentRefs": []any{map[string]any{"name": "shared", "namespace": "infra"}},
+		}),
+	} {
+		k := exposure.Lookup(exposure.GroupVersionKind{Group: exposure.GatewayGroup, Version: "v1", Kind: o.GetKind()})
+		if err := client.Tracker().Create(gvr(*k), o, o.GetNamespace()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objects, _, err := Read(t.Context(), client, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := suggest.Suggest(t.Context(), objects, suggest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := suggest.Marshal(res.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `    reason: cluster components run here
+  - name: ns-infra
+    namespaces: [infra]
+    loadBalancer: true
+    externalIPs: ["203.0.113.10/32"]
+    ingressDomains: ["*.shop.example.com"]
+    reason: in use by Gateway/shared (portreeve suggest)
+  - name: ns-team-a
+    namespaces: [team-a]
+    ingressDomains: ["*.shop.example.com"]
+    reason: in use by HTTPRoute/shop (portreeve suggest)
+`
+	if !strings.HasSuffix(string(out), want) {
+		t.Errorf("suggestion:\n%s\nwant:\n%s", out, want)
+	}
+	if res.Unresolved() {
+		var b strings.Builder
+		_ = res.WriteReport(&b)
+		t.Errorf("unresolved:\n%s", b.String())
+	}
+
+	// A cluster without the CRDs: the Gateway API kinds are skipped.
+	for _, k := range exposure.Kinds() {
+		if k.CRD {
+			client.PrependReactor("list", k.Resource, func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, apierrors.NewNotFound(schema.GroupResource{Group: k.Group, Resource: k.Resource}, "")
+			})
+		}
+	}
+	objects, _, err = Read(t.Context(), client, Options{})
+	if err != nil || len(objects) != 0 {
+		t.Errorf("without the CRDs: %d objects, error %v; want none and no error", len(objects), err)
+	}
+}
