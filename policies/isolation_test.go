@@ -271,13 +271,14 @@ func hostNetworkPod() *Input {
 // webhook timeout (5 s), as the reproduction of a slow review did: re-running
 // every slow rule with a budget of its own took (10+1) × 500 ms = 5.5 s for
 // ten slow rules, and the apiserver gave up first. Every call must answer
-// within testBound, which leaves a busy 2-core machine, or -race, twice the
-// budget and half a second more: these are correctness bounds with wide
-// margins (the answer comes before the apiserver gives up), not speed
-// targets, which live in benchmarks.
+// within testBound, a second before the apiserver gives up, which leaves a
+// busy 2-core machine, or -race, room (a bound of 1.5 s failed under load):
+// these are correctness bounds with wide margins (the answer comes before the
+// apiserver gives up, which the old cost did not), not speed targets, which
+// live in benchmarks.
 const (
 	testBudget = DefaultEvalTimeout
-	testBound  = 2*testBudget + 500*time.Millisecond
+	testBound  = webhookTimeout - time.Second
 	// webhookTimeout is the apiserver's default timeout of a webhook call.
 	webhookTimeout = 5 * time.Second
 )
@@ -480,7 +481,9 @@ func TestShorterContextDeadlineWins(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			err := tc.call(ctx, e)
-			if took := time.Since(start); took > wait+300*time.Millisecond {
+			// The budget is a minute: answering within a second and a half of
+			// the caller's deadline (room for a loaded machine) shows it won.
+			if took := time.Since(start); took > wait+1500*time.Millisecond {
 				t.Errorf("answered after %s, the caller gave up after %s", took, wait)
 			}
 			if !errors.Is(err, context.DeadlineExceeded) {
