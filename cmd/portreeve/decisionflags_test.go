@@ -2,6 +2,7 @@ package main
 
 import (
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -114,7 +115,7 @@ func TestExplainNodePortRange(t *testing.T) {
 
 func TestRulesListsCustomRules(t *testing.T) {
 	out, code := runCLI(t, "", "rules", "--policy-dir", workedExample, "--config", filepath.Join(workedExample, "config.yaml"))
-	if code != 0 || !strings.Contains(out, "lb-internal") || !strings.Contains(out, "dryrun") {
+	if code != 0 || !regexp.MustCompile(`(?m)^lb-internal +deny +LoadBalancers in team namespaces are internal$`).MatchString(out) {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }

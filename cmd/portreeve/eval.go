@@ -46,11 +46,7 @@ func newEvalCommand() *cobra.Command {
 			if len(ms) == 0 {
 				return &exitError{code: 2, err: fmt.Errorf("no objects in %s", strings.Join(files, ", "))}
 			}
-			raws := make([][]byte, len(ms))
-			for i, m := range ms {
-				raws[i] = m.JSON
-			}
-			settings.UseNamespaces(raws)
+			useNamespaces(settings, ms)
 			reviewer := settings.NewReviewer(engine)
 			reports := make([]*offline.Report, 0, len(ms))
 			for _, m := range ms {
@@ -93,4 +89,14 @@ func evalOne(ctx context.Context, settings *offline.Settings, reviewer *review.R
 		return nil, err
 	}
 	return out.Report(m.Source)
+}
+
+// useNamespaces gives the objects of the manifests the labels of the
+// Namespace manifests among them.
+func useNamespaces(settings *offline.Settings, ms []manifest) {
+	raws := make([][]byte, len(ms))
+	for i, m := range ms {
+		raws[i] = m.JSON
+	}
+	settings.UseNamespaces(raws)
 }

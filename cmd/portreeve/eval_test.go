@@ -96,16 +96,12 @@ grants:
     namespaces: [default]
     hostPorts: ["1-65535"]
 `)
-	// The worked example's configuration with its rule switched from dryrun to deny (step 5).
-	example, err := os.ReadFile(filepath.Join(workedExample, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(example), "lb-internal: {mode: dryrun}") {
-		t.Fatal("the worked example's configuration no longer starts the rule in dryrun")
-	}
-	exampleDeny := writeTemp(t, "config.yaml", strings.Replace(string(example), "lb-internal: {mode: dryrun}", "lb-internal: {mode: deny}", 1))
+	// The worked example's configuration enforces its rule; the roll-out
+	// runs it in dryrun first.
+	exampleDeny := filepath.Join(workedExample, "config.yaml")
+	exampleDryrun := workedExampleDryrun(t)
 	publicService := filepath.Join(workedExample, "public-service.yaml")
+	publicServiceBody := "apiVersion: v1\nkind: Service\nmetadata: {name: shop, namespace: team-a}\nspec: {type: LoadBalancer, selector: {app: shop}, ports: [{port: 443}]}\n"
 	tests := []struct {
 		name   string
 		stdin  string
@@ -164,9 +160,9 @@ grants:
 			stdout: []string{"DENIED    Pod team-a/hn"},
 		},
 		{
-			name: "custom rules from --policy-dir, judged with the namespace's labels",
-			args: []string{"-f", filepath.Join(workedExample, "public-service.yaml"), "--policy-dir", workedExample,
-				"--config", filepath.Join(workedExample, "config.yaml"), "--namespace-labels", "team=a"},
+			name:   "custom rules from --policy-dir, judged with the namespace's labels",
+			stdin:  publicServiceBody,
+			args:   []string{"-f", "-", "--policy-dir", workedExample, "--config", exampleDryrun, "--namespace-labels", "team=a"},
 			code:   0,
 			stdout: []string{"ALLOWED   Service team-a/shop", "  dryrun:  lb-internal: a LoadBalancer in team \"a\"'s namespace must be internal"},
 		},
@@ -180,8 +176,8 @@ grants:
 		},
 		{
 			name:   "a Namespace manifest's labels replace --namespace-labels for its namespace only",
-			stdin:  "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n",
-			args:   []string{"-f", "-", "-f", publicService, "--policy-dir", workedExample, "--config", exampleDeny, "--namespace-labels", "team=a"},
+			stdin:  "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\n" + publicServiceBody,
+			args:   []string{"-f", "-", "--policy-dir", workedExample, "--config", exampleDeny, "--namespace-labels", "team=a"},
 			code:   0,
 			stdout: []string{"ALLOWED   Service team-a/shop"},
 		},
@@ -216,18 +212,20 @@ grants:
 			stdout: []string{"DENIED    Pod default/hp", "lies in the cluster's NodePort range 20000-22767"},
 		},
 		{
-			name:   "the worked example as shipped: the rule is in dryrun and team-a carries no team label",
-			args:   []string{"--policy-dir", workedExample, "--config", filepath.Join(workedExample, "config.yaml"), "-f", publicService},
-			code:   0,
-			stdout: []string{"ALLOWED   Service team-a/shop (" + publicService + "#1)\n1 objects: 1 allowed"},
+			name: "the worked example as shipped: its render's Namespace labels team-a, and the enforced rule denies",
+			args: []string{"--policy-dir", workedExample, "--config", filepath.Join(workedExample, "config.yaml"), "-f", publicService},
+			code: 1,
+			stdout: []string{"SKIPPED   Namespace team-a (" + publicService + "#1)\n",
+				"DENIED    Service team-a/shop (" + publicService + "#2)\n  denied:  lb-internal: a LoadBalancer in team \"a\"'s namespace must be internal",
+				"2 objects: 0 allowed, 0 rewritten, 1 denied, 1 skipped\n"},
 		},
 		{
 			name: "the worked example denies a public LoadBalancer in a team namespace once its rule denies",
 			args: []string{"--policy-dir", workedExample, "--config", exampleDeny, "-f", publicService, "--namespace-labels", "team=a"},
 			code: 1,
-			stdout: []string{"DENIED    Service team-a/shop (" + publicService + "#1)\n",
+			stdout: []string{"DENIED    Service team-a/shop (" + publicService + "#2)\n",
 				"  denied:  lb-internal: a LoadBalancer in team \"a\"'s namespace must be internal (metadata.annotations); fix: add one of these annotations: ",
-				"1 objects: 0 allowed, 0 rewritten, 1 denied, 0 skipped\n"},
+				"2 objects: 0 allowed, 0 rewritten, 1 denied, 1 skipped\n"},
 		},
 		{
 			name: "the worked example's internal Service is allowed by the same rule",
@@ -381,12 +379,30 @@ func TestEvalJSONShape(t *testing.T) {
 		t.Errorf("patch %v does not change the type to ClusterIP", patch)
 	}
 
-	// A rule in dryrun mode: its findings under dryRun, the object allowed.
+	// A rule in dryrun mode: its findings under dryRun, the object allowed;
+	// the render's Namespace skipped, with why.
 	reports = evalJSON(t, "", 0, "-f", filepath.Join(workedExample, "public-service.yaml"), "--policy-dir", workedExample,
-		"--config", filepath.Join(workedExample, "config.yaml"), "--namespace-labels", "team=a")
-	dry, _ := reports[0]["dryRun"].([]any)
-	if len(reports) != 1 || keys(reports[0]) != "allowed dryRun kind name namespace patch source violations warnings" || len(dry) != 1 ||
-		dry[0].(map[string]any)["rule"] != "lb-internal" || dry[0].(map[string]any)["field"] != "metadata.annotations" {
-		t.Errorf("dryrun report %v", reports)
+		"--config", workedExampleDryrun(t))
+	if len(reports) != 2 || reports[0]["kind"] != "Namespace" || reports[0]["skipped"] == nil {
+		t.Fatalf("reports %v, want the Namespace skipped and the Service", reports)
 	}
+	dry, _ := reports[1]["dryRun"].([]any)
+	if keys(reports[1]) != "allowed dryRun kind name namespace patch source violations warnings" || len(dry) != 1 ||
+		dry[0].(map[string]any)["rule"] != "lb-internal" || dry[0].(map[string]any)["field"] != "metadata.annotations" {
+		t.Errorf("dryrun report %v", reports[1])
+	}
+}
+
+// workedExampleDryrun writes the worked example's configuration with its
+// rule in dryrun, as during its roll-out.
+func workedExampleDryrun(t *testing.T) string {
+	t.Helper()
+	example, err := os.ReadFile(filepath.Join(workedExample, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(example), "lb-internal: {mode: deny}") {
+		t.Fatal("the worked example's configuration no longer enforces its rule")
+	}
+	return writeTemp(t, "config.yaml", strings.Replace(string(example), "lb-internal: {mode: deny}", "lb-internal: {mode: dryrun}", 1))
 }

@@ -40,6 +40,7 @@ func newExplainCommand() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			useNamespaces(settings, ms)
 			x := explain.New(settings)
 			var out []*explain.Explanation
 			for _, m := range ms {

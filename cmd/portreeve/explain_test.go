@@ -119,13 +119,14 @@ func TestExplain(t *testing.T) {
 
 func TestExplainCustomRule(t *testing.T) {
 	out, code := runCLI(t, "", "explain", "-f", filepath.Join(workedExample, "public-service.yaml"),
-		"--config", filepath.Join(workedExample, "config.yaml"), "--policy-dir", workedExample, "--namespace-labels", "team=a")
+		"--config", filepath.Join(workedExample, "config.yaml"), "--policy-dir", workedExample)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 	for _, want := range []string{
-		"  verdict: ALLOWED\n",
-		"  lb-internal (mode dryrun): dryrun\n",
+		"Namespace team-a (CREATE by portreeve:eval; groups: system:authenticated)\n  verdict: SKIPPED (a Namespace is not reviewed",
+		"  verdict: DENIED\n",
+		"  lb-internal (mode deny): denied\n",
 		`      a LoadBalancer in team "a"'s namespace must be internal (metadata.annotations)`,
 		"  load-balancer (mode deny): allowed by grant team-a\n",
 	} {

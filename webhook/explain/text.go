@@ -13,7 +13,11 @@ import (
 // diff of the object.
 func Write(w io.Writer, e *Explanation) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s/%s (CREATE by %s; groups: %s)\n", e.Kind, e.Namespace, e.Name, e.User.Username, strings.Join(e.User.Groups, ", "))
+	name := e.Namespace + "/" + e.Name
+	if e.Namespace == "" { // a cluster-scoped object
+		name = e.Name
+	}
+	fmt.Fprintf(&b, "%s %s (CREATE by %s; groups: %s)\n", e.Kind, name, e.User.Username, strings.Join(e.User.Groups, ", "))
 	fmt.Fprintf(&b, "  verdict: %s", e.Verdict)
 	if e.Skipped != "" {
 		fmt.Fprintf(&b, " (%s)", e.Skipped)

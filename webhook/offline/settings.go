@@ -68,28 +68,38 @@ func (s *Settings) Request(raw []byte) (*review.Request, error) {
 // those namespaces.
 func (s *Settings) UseNamespaces(raws [][]byte) {
 	for _, raw := range raws {
-		var ns struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Metadata   struct {
-				Name   string            `json:"name"`
-				Labels map[string]string `json:"labels"`
-			} `json:"metadata"`
-		}
-		if json.Unmarshal(raw, &ns) != nil || ns.APIVersion != "v1" || ns.Kind != "Namespace" || ns.Metadata.Name == "" {
+		name, labels, ok := NamespaceManifest(raw)
+		if !ok {
 			continue
 		}
 		if s.Namespaces == nil {
 			s.Namespaces = map[string]map[string]string{}
 		}
-		labels := ns.Metadata.Labels
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		// The apiserver labels every namespace with its name.
-		labels["kubernetes.io/metadata.name"] = ns.Metadata.Name
-		s.Namespaces[ns.Metadata.Name] = labels
+		s.Namespaces[name] = labels
 	}
+}
+
+// NamespaceManifest reads a Namespace manifest (JSON): its name and labels,
+// with the label the apiserver gives every namespace
+// (kubernetes.io/metadata.name). ok is false for any other object.
+func NamespaceManifest(raw []byte) (name string, labels map[string]string, ok bool) {
+	var ns struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name   string            `json:"name"`
+			Labels map[string]string `json:"labels"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(raw, &ns) != nil || ns.APIVersion != "v1" || ns.Kind != "Namespace" || ns.Metadata.Name == "" {
+		return "", nil, false
+	}
+	labels = ns.Metadata.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["kubernetes.io/metadata.name"] = ns.Metadata.Name
+	return ns.Metadata.Name, labels, true
 }
 
 // RangeFacts hands the rules a NodePort range and nothing else, and records

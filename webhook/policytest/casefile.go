@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/portreeve/portreeve/policies"
+	"github.com/portreeve/portreeve/webhook/offline"
 )
 
 // CaseFileKind is the kind of a case file document.
@@ -237,34 +238,44 @@ func caseLines(text string, cases []Case) []int {
 	return out
 }
 
-// objects returns the objects of a case as JSON, with where they come from.
-func (c *Case) objects(caseFile string) ([][]byte, []string, error) {
+// objects returns the objects of a case as JSON, with where they come from,
+// and the labels of the namespaces whose Namespace manifests the case's file
+// holds (they are the context of the file's other objects, not judged).
+func (c *Case) objects(caseFile string) ([][]byte, []string, map[string]map[string]string, error) {
 	if c.Object != nil {
 		b, err := json.Marshal(c.Object)
-		return [][]byte{b}, []string{""}, err
+		return [][]byte{b}, []string{""}, nil, err
 	}
 	path := filepath.Join(filepath.Dir(caseFile), c.File)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var objs [][]byte
 	var from []string
+	var namespaces map[string]map[string]string
 	for _, doc := range splitDocuments(b) {
 		j, err := yaml.YAMLToJSON([]byte(doc.text))
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s:%d: %w", path, doc.line, err)
+			return nil, nil, nil, fmt.Errorf("%s:%d: %w", path, doc.line, err)
 		}
 		if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
+			continue
+		}
+		if name, labels, ok := offline.NamespaceManifest(j); ok {
+			if namespaces == nil {
+				namespaces = map[string]map[string]string{}
+			}
+			namespaces[name] = labels
 			continue
 		}
 		objs = append(objs, j)
 		from = append(from, fmt.Sprintf("%s:%d", path, doc.line))
 	}
 	if len(objs) == 0 {
-		return nil, nil, fmt.Errorf("%s holds no object", path)
+		return nil, nil, nil, fmt.Errorf("%s holds no object to judge (Namespace manifests only give labels)", path)
 	}
-	return objs, from, nil
+	return objs, from, namespaces, nil
 }
 
 // merged returns the case's settings over the suite's.

@@ -1,6 +1,7 @@
 package policytest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -299,5 +300,54 @@ func TestDiff(t *testing.T) {
 	}
 	if Diff(before, before) != "" {
 		t.Fatal("equal texts differ")
+	}
+}
+
+// TestNamespaceManifestInACaseFile: a Namespace manifest in a case's file is
+// not judged; its labels are those of the file's objects in that namespace,
+// instead of the case's namespaceLabels.
+func TestNamespaceManifestInACaseFile(t *testing.T) {
+	const rule = `# METADATA
+# title: namespace team label
+# custom:
+#   id: ns-team
+package portreeve.rules.ns_team
+
+deny contains {"msg": "the namespace has no team label"} if not input.namespaceLabels.team
+`
+	const cases = `apiVersion: portreeve.io/v1alpha1
+kind: PolicyTest
+namespace: team-a
+namespaceLabels: {}
+cases:
+  - name: labelled by the render's Namespace
+    file: render.yaml
+    expect: {allowed: true}
+  - name: another namespace keeps the case's labels
+    file: other.yaml
+    expect: {denied: [ns-team]}
+`
+	const pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: %s}\nspec: {containers: [{name: c, image: x}]}\n"
+	dir := writeFiles(t, map[string]string{
+		"ns_team.rego":      rule,
+		"ns_team_test.rego": "package portreeve.rules.ns_team_test\n\nimport data.portreeve.rules.ns_team\n\ntest_denies if {\n\tcount(ns_team.deny) == 1 with input as {}\n}\n",
+		"cases/cases.yaml":  cases,
+		"cases/render.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {team: a}}\n---\n" + fmt.Sprintf(pod, "team-a"),
+		"cases/other.yaml":  "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {team: a}}\n---\n" + fmt.Sprintf(pod, "team-b"),
+	})
+	rep := Run(t.Context(), dir, Options{})
+	if rep.BuildError != "" {
+		t.Fatal(rep.BuildError)
+	}
+	var names []string
+	for _, r := range rep.Results {
+		names = append(names, string(r.Status)+" "+r.Name)
+		if r.Status != Pass {
+			t.Errorf("%s: %s", r.Name, r.Message)
+		}
+	}
+	// One result per case: the Namespace manifests are not judged.
+	if want := []string{"pass portreeve.rules.ns_team_test.test_denies", "pass cases/labelled by the render's Namespace", "pass cases/another namespace keeps the case's labels"}; !slices.Equal(names, want) {
+		t.Errorf("results %q, want %q", names, want)
 	}
 }

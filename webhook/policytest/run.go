@@ -287,7 +287,7 @@ func (r *caseRunner) runSuite(ctx context.Context, s *Suite) []Result {
 			fail("config: %v", err)
 			continue
 		}
-		objs, from, err := c.objects(s.file)
+		objs, from, namespaces, err := c.objects(s.file)
 		if err != nil {
 			fail("%v", err)
 			continue
@@ -312,7 +312,7 @@ func (r *caseRunner) runSuite(ctx context.Context, s *Suite) []Result {
 			if len(objs) > 1 {
 				res.Name = fmt.Sprintf("%s/%d", name, j+1)
 			}
-			problems, got, err := r.judge(ctx, engine, st, c, obj, old, user)
+			problems, got, err := r.judge(ctx, engine, st, c, obj, old, user, namespaces)
 			res.Duration = time.Since(start)
 			switch {
 			case err != nil:
@@ -330,7 +330,9 @@ func (r *caseRunner) runSuite(ctx context.Context, s *Suite) []Result {
 	return out
 }
 
-func (r *caseRunner) judge(ctx context.Context, e *policies.Engine, st Settings, c *Case, obj, old []byte, user policies.User) ([]string, string, error) {
+// judge reviews one object of case c. The labels of its namespace are those
+// of a Namespace manifest in the case's file, else the settings'.
+func (r *caseRunner) judge(ctx context.Context, e *policies.Engine, st Settings, c *Case, obj, old []byte, user policies.User, namespaces map[string]map[string]string) ([]string, string, error) {
 	namespace, labels := st.Namespace, st.NamespaceLabels
 	if namespace == "" {
 		namespace = r.defaults.Namespace
@@ -343,6 +345,9 @@ func (r *caseRunner) judge(ctx context.Context, e *policies.Engine, st Settings,
 		return nil, "", err
 	}
 	req.NamespaceLabels = labels
+	if ls, ok := namespaces[req.Namespace]; ok {
+		req.NamespaceLabels = ls
+	}
 	req.DryRun = c.DryRun
 	rv := review.NewReviewer(e)
 	rv.UseFacts(StaticFacts{Value: withNodePortRange(st.Facts, r.defaults.NodePortRange)})
