@@ -2,6 +2,7 @@ package policies
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -212,6 +213,16 @@ func TestCanRewriteAndJudges(t *testing.T) {
 	} {
 		if got := tc.e.Judges(tc.id, tc.family); got != tc.want {
 			t.Errorf("Judges(%q, %q) = %v, want %v", tc.id, tc.family, got, tc.want)
+		}
+	}
+}
+
+// TestConflictRuleIDs: the conflict rules' ids that the inventory, the
+// reservations and the metrics name are built-in rules.
+func TestConflictRuleIDs(t *testing.T) {
+	for _, id := range []string{RuleHostPortConflicts, RuleNodePortConflicts, RuleIngressHostConflicts} {
+		if !slices.Contains(builtinRuleIDs(), id) {
+			t.Errorf("%q is not a built-in rule (%v)", id, builtinRuleIDs())
 		}
 	}
 }

@@ -69,6 +69,14 @@ func (r RuleInfo) appliesTo(family string) bool {
 	return len(r.AppliesTo) == 0 || family == "" || slices.Contains(r.AppliesTo, family)
 }
 
+// The conflict rules: they judge a request against what the cluster holds
+// (input.facts), so the inventory, its reservations and the metrics name them.
+const (
+	RuleHostPortConflicts    = "host-port-conflicts"
+	RuleNodePortConflicts    = "node-port-conflicts"
+	RuleIngressHostConflicts = "ingress-host-conflicts"
+)
+
 // FailurePolicy says what a rule that fails to evaluate decides.
 type FailurePolicy string
 

@@ -43,6 +43,9 @@ const maxReviewBytes = 7 << 20
 var (
 	reviewV1      = admissionv1.SchemeGroupVersion.WithKind("AdmissionReview")
 	reviewV1beta1 = admissionv1beta1.SchemeGroupVersion.WithKind("AdmissionReview")
+	// Their apiVersions, as a review writes them (built once, not per review).
+	apiVersionV1      = reviewV1.GroupVersion().String()
+	apiVersionV1beta1 = reviewV1beta1.GroupVersion().String()
 )
 
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -96,9 +99,9 @@ func readReview(r *http.Request, gvk *schema.GroupVersionKind) (admission.Reques
 		return req, http.StatusBadRequest, fmt.Errorf("kind %s is not an AdmissionReview", ar.Kind)
 	}
 	switch ar.APIVersion {
-	case reviewV1beta1.GroupVersion().String():
+	case apiVersionV1beta1:
 		*gvk = reviewV1beta1
-	case reviewV1.GroupVersion().String(), "":
+	case apiVersionV1, "":
 	default:
 		return req, http.StatusBadRequest, fmt.Errorf("apiVersion %s: an AdmissionReview is admission.k8s.io/v1 or v1beta1", ar.APIVersion)
 	}

@@ -268,7 +268,7 @@ func (h *Handler) recordOnly(kind, op, decision string, rules []string) {
 
 // conflictRules judge conflicts with what the cluster holds
 // (portreeve_conflicts_total).
-var conflictRules = []string{"host-port-conflicts", "node-port-conflicts", "ingress-host-conflicts"}
+var conflictRules = []string{policies.RuleHostPortConflicts, policies.RuleNodePortConflicts, policies.RuleIngressHostConflicts}
 
 // countConflicts counts the findings of the conflict rules, whatever their
 // bucket. The validating webhook counts what it found; the mutating one only

@@ -220,12 +220,13 @@ grants:
 				"2 objects: 0 allowed, 0 rewritten, 1 denied, 1 skipped\n"},
 		},
 		{
-			name: "the worked example denies a public LoadBalancer in a team namespace once its rule denies",
-			args: []string{"--policy-dir", workedExample, "--config", exampleDeny, "-f", publicService, "--namespace-labels", "team=a"},
-			code: 1,
-			stdout: []string{"DENIED    Service team-a/shop (" + publicService + "#2)\n",
+			name:  "the worked example's rule denies a public LoadBalancer in a namespace --namespace-labels labels as a team's",
+			stdin: publicServiceBody,
+			args:  []string{"--policy-dir", workedExample, "--config", exampleDeny, "-f", "-", "--namespace-labels", "team=a"},
+			code:  1,
+			stdout: []string{"DENIED    Service team-a/shop (<stdin>#1)\n",
 				"  denied:  lb-internal: a LoadBalancer in team \"a\"'s namespace must be internal (metadata.annotations); fix: add one of these annotations: ",
-				"2 objects: 0 allowed, 0 rewritten, 1 denied, 1 skipped\n"},
+				"1 objects: 0 allowed, 0 rewritten, 1 denied, 0 skipped\n"},
 		},
 		{
 			name: "the worked example's internal Service is allowed by the same rule",

@@ -18,13 +18,6 @@ import (
 // published there. This file converts between the inventory's claims and the
 // published form.
 
-// The conflict rules whose enforcement makes a family's keys worth reserving.
-const (
-	hostPortConflicts    = "host-port-conflicts"
-	nodePortConflicts    = "node-port-conflicts"
-	ingressHostConflicts = "ingress-host-conflicts"
-)
-
 // Reservation is what one object claims under one key, as published in the
 // cluster. Field names are short: many fit in one Lease.
 type Reservation struct {
@@ -121,20 +114,20 @@ func (inv *Inventory) Reservations(in *policies.Input, cfg *policies.Config) Pla
 		}
 		return &r.Reservation
 	}
-	if enforced(cfg, hostPortConflicts) {
+	if enforced(cfg, policies.RuleHostPortConflicts) {
 		for _, hp := range req.hostPorts {
 			r := part("hp-" + strings.ToLower(hp.protocol) + "-" + strconv.Itoa(int(hp.port)))
 			r.NodeName, r.NodeSelector = req.scope.nodeName, req.scope.selector
 			r.HostPorts = append(r.HostPorts, ReservedPort{Port: hp.port, Protocol: hp.protocol, HostIP: hp.hostIP})
 		}
 	}
-	if enforced(cfg, nodePortConflicts) {
+	if enforced(cfg, policies.RuleNodePortConflicts) {
 		for _, np := range req.nodePorts {
 			r := part("np-" + strconv.Itoa(int(np.port)))
 			r.NodePorts = append(r.NodePorts, ReservedPort{Port: np.port, Protocol: np.protocol})
 		}
 	}
-	if enforced(cfg, ingressHostConflicts) {
+	if enforced(cfg, policies.RuleIngressHostConflicts) {
 		hosts := req.hosts
 		if len(req.inherit) > 0 {
 			// A route without hostnames claims its parents' listeners'.

@@ -86,13 +86,6 @@ type StandingConflict struct {
 	Holders [2]policies.Holder `json:"holders"`
 }
 
-// The conflict rules that judge each kind of claim.
-const (
-	standingHostPortRule = "host-port-conflicts"
-	standingNodePortRule = "node-port-conflicts"
-	standingHostRule     = "ingress-host-conflicts"
-)
-
 // Snapshot returns every holder and the conflicts that exist now.
 func (inv *Inventory) Snapshot() *Snapshot {
 	now := inv.opts.Now()

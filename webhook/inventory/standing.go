@@ -117,7 +117,7 @@ func (x *Index) hostPortCollisions(k portKey, p *portHolders, now time.Time) []S
 	out := make([]StandingConflict, 0, len(found))
 	for pr, node := range found {
 		out = append(out, StandingConflict{
-			Rule: standingHostPortRule, Port: int(k.port), Protocol: k.protocol, Node: node,
+			Rule: policies.RuleHostPortConflicts, Port: int(k.port), Protocol: k.protocol, Node: node,
 			Holders: [2]policies.Holder{
 				holderOf(pr[0], claim, !holders[pr[0]]), holderOf(pr[1], claim, !holders[pr[1]]),
 			},
@@ -131,7 +131,7 @@ func (x *Index) hostPortCollisions(k portKey, p *portHolders, now time.Time) []S
 		svc := holderOf(c.key, portClaim("nodePort ", hostPort{port: k.port, protocol: k.protocol}, " on every node"), c.pending)
 		for _, holder := range slices.SortedFunc(maps.Keys(holders), compareKeys) {
 			out = append(out, StandingConflict{
-				Rule: standingHostPortRule, Port: int(k.port), Protocol: k.protocol,
+				Rule: policies.RuleHostPortConflicts, Port: int(k.port), Protocol: k.protocol,
 				Holders: [2]policies.Holder{holderOf(holder, claim, !holders[holder]), svc},
 			})
 		}
@@ -159,7 +159,7 @@ func (x *Index) nodePortCollisions(now time.Time) []StandingConflict {
 		for i, a := range keys {
 			for _, b := range keys[i+1:] {
 				out = append(out, StandingConflict{
-					Rule: standingNodePortRule, Port: int(port),
+					Rule: policies.RuleNodePortConflicts, Port: int(port),
 					Holders: [2]policies.Holder{holderOf(a, claim, !services[a]), holderOf(b, claim, !services[b])},
 				})
 			}
@@ -206,7 +206,7 @@ func (x *Index) hostCollisions(now time.Time) []StandingConflict {
 		}
 		seen[k] = true
 		out = append(out, StandingConflict{
-			Rule: standingHostRule, Host: host, Path: path,
+			Rule: policies.RuleIngressHostConflicts, Host: host, Path: path,
 			Holders: [2]policies.Holder{
 				holderOf(a.c.key, "host "+a.hp.host+" path "+a.hp.path, a.c.pending),
 				holderOf(b.c.key, "host "+b.hp.host+" path "+b.hp.path, b.c.pending),

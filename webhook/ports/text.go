@@ -220,7 +220,7 @@ func ConflictText(c inventory.StandingConflict) string {
 	switch {
 	case c.Host != "":
 		where = "host " + c.Host + " path " + c.Path
-	case c.Rule == "node-port-conflicts":
+	case c.Rule == policies.RuleNodePortConflicts:
 		where = "nodePort " + strconv.Itoa(c.Port)
 	default:
 		where = "hostPort " + strconv.Itoa(c.Port) + "/" + c.Protocol

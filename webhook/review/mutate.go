@@ -60,7 +60,7 @@ type Mutation struct {
 // the validating webhooks (it allocates an explicit nodePort, and fails with
 // a bare "provided port is already allocated" when another Service holds it),
 // so the validating webhook never sees these requests.
-var mutatingStageRules = []string{"node-port-conflicts"}
+var mutatingStageRules = []string{policies.RuleNodePortConflicts}
 
 // mutatingStageViolations evaluates in when its facts hold a conflict that a
 // mutating-stage rule judges, and returns that rule's violations.
